@@ -1,0 +1,39 @@
+# Two entry points (see README): `make all` runs the main job, `make test` runs every test.
+# Both create the virtual environment and prepare the data first when needed.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg --nbval-cell-timeout=1200
+
+.PHONY: all setup data notebooks test unit nbval bench clean
+
+all: notebooks                       ## the main job: set up, prepare data, execute every notebook, regenerate figures/
+
+setup: $(STAMP)
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $(STAMP)
+
+data: setup                          ## download (pinned, checksummed) and prepare the data; a no-op when up to date
+	$(PY) -m mtl.prepare --mpnet
+
+notebooks: data
+	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1800 notebooks/0*.ipynb
+
+test: data                           ## unit tests, then every notebook re-executed and compared by nbval
+	$(PY) -m pytest tests notebooks $(NBVAL) -q
+
+unit: data
+	$(PY) -m pytest tests -q
+
+nbval: data
+	$(PY) -m pytest notebooks $(NBVAL) -q
+
+bench: data
+	$(PY) benchmarks/encode.py
+	$(PY) benchmarks/frozen_cache.py
+
+clean:
+	rm -rf $(VENV) data/raw data/models data/cache

@@ -1,0 +1,164 @@
+"""The sentence encoder: transformer backbone -> pooling -> [projection] -> [LayerNorm] -> [L2 normalisation].
+
+Each stage is a sentence-transformers module (``Transformer``, ``Pooling``, ``Dense``, ``LayerNorm``,
+``Normalize``), so a saved encoder is an ordinary sentence-transformers folder that
+``SentenceTransformer(path)`` loads. ``SentenceEncoder`` adds what this project needs around it: input checks
+with clear errors, word-level tokenisation for token tasks, and a lean length-sorted ``encode``.
+
+Reference: Reimers & Gurevych, "Sentence-BERT", EMNLP 2019.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.models import Dense, LayerNorm, Normalize, Pooling, Transformer
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import BatchEncoding
+
+from mtl.backbones import backbone_path
+from mtl.utils import resolve_device
+
+POOLING_MODES = ("cls", "mean", "max")
+
+
+class SentenceEncoder(nn.Module):
+    """A sentence-transformers model with checked inputs; ``forward`` gives token and sentence embeddings."""
+
+    def __init__(self, model: SentenceTransformer):
+        super().__init__()
+        self.model = model
+
+    @classmethod
+    def build(
+        cls,
+        backbone: str = "minilm",
+        pooling: str = "mean",
+        projection_dim: int | None = None,
+        layer_norm: bool = False,
+        normalize: bool = True,
+        max_seq_length: int | None = None,
+        device: str | torch.device | None = None,
+    ) -> SentenceEncoder:
+        """Compose the encoder. ``backbone`` is ``minilm``, ``mpnet``, ``scratch``, a folder or a hub id."""
+        if pooling not in POOLING_MODES:
+            raise ValueError(f"Unknown pooling mode {pooling!r}; valid modes are {POOLING_MODES}.")
+        if projection_dim is not None and (not isinstance(projection_dim, int) or projection_dim < 1):
+            raise ValueError(f"projection_dim must be a positive integer or None, got {projection_dim!r}.")
+        path = backbone_path(backbone)
+        transformer = Transformer(path, max_seq_length=max_seq_length or _default_max_seq_length(path))
+        dim = transformer.get_embedding_dimension()
+        modules: list[nn.Module] = [transformer, Pooling(dim, pooling_mode=pooling)]
+        if projection_dim is not None:
+            modules.append(Dense(dim, projection_dim, activation_function=None))
+            dim = projection_dim
+        if layer_norm:
+            modules.append(LayerNorm(dim))
+        if normalize:
+            modules.append(Normalize())
+        return cls(SentenceTransformer(modules=modules, device=str(resolve_device(device))))
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device | None = None) -> SentenceEncoder:
+        """Load a folder written by ``save`` (or any sentence-transformers folder)."""
+        if not (Path(path) / "modules.json").is_file():
+            raise FileNotFoundError(f"{path} is not a saved encoder: it has no modules.json.")
+        return cls(SentenceTransformer(str(path), device=str(resolve_device(device))))
+
+    def save(self, path: str | Path) -> None:
+        """Write a sentence-transformers folder (weights as safetensors)."""
+        self.model.save(str(path))
+
+    @property
+    def transformer(self) -> Transformer:
+        return self.model[0]
+
+    @property
+    def tokenizer(self):
+        return self.transformer.tokenizer
+
+    @property
+    def pooling(self) -> str:
+        return self.model[1].pooling_mode
+
+    @property
+    def hidden_size(self) -> int:
+        """Width of the token embeddings (what a token-level head reads)."""
+        return self.transformer.get_embedding_dimension()
+
+    @property
+    def dim(self) -> int:
+        """Width of the sentence embedding (after any projection)."""
+        return self.model.get_embedding_dimension()
+
+    @property
+    def max_seq_length(self) -> int:
+        return self.transformer.max_seq_length
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def tokenize(self, inputs: Sequence[str] | Sequence[Sequence[str]]) -> BatchEncoding:
+        """Pad and truncate a batch. Items are texts, or lists of words (for token tasks: see ``word_ids``)."""
+        split_into_words = not isinstance(inputs[0], str)
+        batch = self.tokenizer(
+            [list(x) for x in inputs] if split_into_words else list(inputs),
+            is_split_into_words=split_into_words,
+            padding=True,
+            truncation=True,
+            max_length=self.max_seq_length,
+            return_tensors="pt",
+        )
+        return batch.to(self.device)
+
+    def forward(self, features: BatchEncoding | dict) -> dict[str, torch.Tensor]:
+        """``token_embeddings`` (B, T, H) from the backbone and ``sentence_embedding`` (B, D) after pooling etc."""
+        return self.model({k: features[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in features})
+
+    @torch.inference_mode()
+    def encode(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 64,
+        show_progress_bar: bool | None = None,
+        convert_to_tensor: bool = False,
+    ) -> np.ndarray | torch.Tensor:
+        """Embed texts, shape (n, D). Batches are sorted by length (less padding) and returned in input order."""
+        check_texts(texts)
+        was_training = self.training
+        self.eval()
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        n_batches = -(-len(texts) // batch_size)
+        show = n_batches > 20 if show_progress_bar is None else show_progress_bar
+        chunks = []
+        for start in tqdm(range(0, len(texts), batch_size), desc="encode", disable=not show):
+            batch = [texts[i] for i in order[start : start + batch_size]]
+            chunks.append(self(self.tokenize(batch))["sentence_embedding"])  # (b, D)
+        self.train(was_training)
+        embeddings = torch.cat(chunks)[torch.from_numpy(np.argsort(order))]  # back to input order
+        return embeddings if convert_to_tensor else embeddings.float().cpu().numpy()
+
+
+def check_texts(texts: Sequence[str]) -> None:
+    """Reject what cannot be encoded, naming the problem; empty strings are fine (they encode as [CLS][SEP])."""
+    if isinstance(texts, str):
+        raise TypeError("Expected a list of strings, got a single string: wrap it in a list.")
+    if len(texts) == 0:
+        raise ValueError("Expected at least one text, got an empty list.")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"Item {i} is {type(text).__name__}, not str: {text!r:.60}")
+
+
+def _default_max_seq_length(path: str) -> int:
+    """The model's own limit: sentence-transformers' config if present, else the tokenizer's, capped at 512."""
+    config = Path(path) / "sentence_bert_config.json"
+    if config.is_file():
+        return json.loads(config.read_text())["max_seq_length"]
+    return 512

@@ -1,0 +1,168 @@
+"""Tests for mtl.data: Example validation, the prepared-data loaders, and the CSV/CoNLL loaders' errors."""
+import numpy as np
+import pytest
+
+from mtl import data
+from mtl.data import (SPLITS, TASK_LABELS, DataError, Example, check_no_leakage, load_lee, load_ner, load_sentiment,
+                      load_topic, read_conll, read_csv)
+from mtl.prepare import prepare
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prepared():
+    prepare()  # a no-op when the data is up to date
+
+
+# --- Example -----------------------------------------------------------------------------------------------
+
+def test_example_accepts_any_subset_of_tasks():
+    example = Example("Obama visited Paris", {"ner": ("B-PER", "O", "B-LOC"), "topic": "politics"},
+                      ("Obama", "visited", "Paris"))
+    assert example.labels["topic"] == "politics" and "sentiment" not in example.labels
+    assert Example("no labels at all", {}).labels == {}
+
+
+def test_example_rejects_a_tag_count_that_differs_from_the_word_count():
+    with pytest.raises(ValueError, match="3 tags for 2 words"):
+        Example("Obama visited", {"ner": ("B-PER", "O", "O")}, ("Obama", "visited"))
+
+
+def test_example_rejects_token_labels_without_words_and_text_that_is_not_the_words():
+    with pytest.raises(ValueError, match="no words"):
+        Example("Obama visited", {"ner": ("B-PER", "O")})
+    with pytest.raises(ValueError, match="joined by spaces"):
+        Example("Obama  visited", {"ner": ("B-PER", "O")}, ("Obama", "visited"))
+
+
+# --- prepared data -----------------------------------------------------------------------------------------
+
+def test_loaders_return_labelled_examples_with_known_labels():
+    for split in SPLITS:
+        for example in load_topic(split):
+            assert example.labels["topic"] in TASK_LABELS["topic"] and example.text
+        for example in load_sentiment(split):
+            assert example.labels["sentiment"] in TASK_LABELS["sentiment"]
+            assert example.labels["genre"] in TASK_LABELS["genre"]
+        for example in load_ner(split):
+            assert set(example.labels["ner"]) <= set(TASK_LABELS["ner"])
+            assert example.labels["topic"] in TASK_LABELS["topic"]
+            assert len(example.labels["ner"]) == len(example.words)
+
+
+def test_split_sizes():
+    assert [len(load_topic(split)) for split in SPLITS] == [1492, 213, 422]
+    assert [len(load_sentiment(split)) for split in SPLITS] == [16533, 2362, 4724]
+    assert sum(len(load_ner(split)) for split in SPLITS) == 6381
+
+
+def test_prepared_splits_do_not_leak():
+    for load in (load_topic, load_sentiment, load_ner):
+        check_no_leakage(*(load(split) for split in SPLITS))
+
+
+def test_a_text_such_as_NA_stays_a_string(tmp_path, monkeypatch):
+    path = tmp_path / "sentiment.csv"
+    path.write_text("id,genre,rating,label,text,split\nnyt/1,nyt,0.0,neutral,NA,test\n")
+    monkeypatch.setattr(data, "SENTIMENT_FILE", path)
+    assert load_sentiment("test") == [Example("NA", {"sentiment": "neutral", "genre": "nyt"})]
+
+
+def test_unknown_split_lists_the_valid_ones():
+    for load in (load_topic, load_sentiment, load_ner):
+        with pytest.raises(ValueError, match="'dev'.*train, validation, test"):
+            load("dev")
+
+
+def test_missing_data_says_to_run_prepare(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "TOPIC_FILE", tmp_path / "topic.csv")
+    with pytest.raises(FileNotFoundError, match=r"python -m mtl\.prepare"):
+        load_topic("train")
+
+
+def test_lee_is_50_documents_with_a_symmetric_similarity_matrix():
+    documents, similarity = load_lee()
+    assert len(documents) == 50 and all(documents)
+    assert similarity.shape == (50, 50)
+    assert np.array_equal(similarity, similarity.T)
+    assert np.all(np.diag(similarity) == 1)
+    assert similarity.min() >= 0 and similarity.max() <= 1
+    assert "£" in " ".join(documents)  # the Latin-1 pound sign was decoded
+
+
+# --- check_no_leakage --------------------------------------------------------------------------------------
+
+def test_check_no_leakage_names_the_text_and_the_splits():
+    train, test = [Example("a", {}), Example("b", {})], [Example("b", {}), Example("c", {})]
+    with pytest.raises(DataError, match="'b' is in split 0 and split 1"):
+        check_no_leakage(train, test)
+    check_no_leakage(train, [Example("c", {})])
+    check_no_leakage(["a", "a"], ["b"])  # a repeat within one split is not leakage
+
+
+# --- read_csv ----------------------------------------------------------------------------------------------
+
+def write(tmp_path, name: str, content: str | bytes):
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+    return path
+
+
+def test_read_csv_reads_csv_and_tsv(tmp_path):
+    csv_file = write(tmp_path, "reviews.csv", 'id,text,stars\n1,"Great, really",pos\n\n2,"Two\nlines",neg\n')
+    examples = read_csv(csv_file, "text", "stars", "rating", label_names=["pos", "neg"])
+    assert examples == [Example("Great, really", {"rating": "pos"}), Example("Two\nlines", {"rating": "neg"})]
+    tsv_file = write(tmp_path, "reviews.tsv", "text\tstars\nGreat, really\tpos\n")
+    assert read_csv(tsv_file, "text", "stars", "rating") == [Example("Great, really", {"rating": "pos"})]
+    semicolons = write(tmp_path, "reviews.txt", "text;stars\nfine;pos\n")
+    assert read_csv(semicolons, "text", "stars", "rating", sep=";") == [Example("fine", {"rating": "pos"})]
+
+
+@pytest.mark.parametrize("content, message", [
+    ("text,label\nfine,pos\n", r"reviews\.csv:1: no column 'stars'"),
+    ('text,stars\nfine,pos\n"a\nb",pos\n  ,neg\n', r"reviews\.csv:5: empty text in column 'text'"),
+    ("text,stars\nfine,pos\nbad,\n", r"reviews\.csv:3: empty label in column 'stars'"),
+    ("text,stars\nfine,pos\nbad,meh\n", r"reviews\.csv:3: unknown label 'meh'; expected one of \['pos', 'neg'\]"),
+    ("text,stars\nfine,pos,extra\n", r"reviews\.csv:2: 3 fields where the header has 2"),
+    ("", r"reviews\.csv: empty file"),
+    ("text,stars\n", r"reviews\.csv: no examples"),
+])
+def test_read_csv_errors_name_the_file_and_line(tmp_path, content, message):
+    path = write(tmp_path, "reviews.csv", content)
+    with pytest.raises(DataError, match=message):
+        read_csv(path, "text", "stars", "rating", label_names=["pos", "neg"])
+
+
+def test_read_csv_rejects_a_file_that_is_not_utf8(tmp_path):
+    path = write(tmp_path, "reviews.csv", "text,stars\n".encode() + "café,pos\n".encode("cp1252"))
+    with pytest.raises(DataError, match=r"reviews\.csv:2: not UTF-8 \(byte 0xe9 at offset 14\)"):
+        read_csv(path, "text", "stars", "rating")
+
+
+# --- read_conll --------------------------------------------------------------------------------------------
+
+def test_read_conll_reads_sentences_and_keeps_tags_as_written(tmp_path):
+    path = write(tmp_path, "ner.conll", "-DOCSTART- O\n\nObama B-PER\nvisited O\n\n\nin\tO\nParis I-LOC")
+    assert read_conll(path, label_names=TASK_LABELS["ner"]) == [
+        Example("Obama visited", {"ner": ("B-PER", "O")}, ("Obama", "visited")),
+        Example("in Paris", {"ner": ("O", "I-LOC")}, ("in", "Paris")),  # I- after O is accepted
+    ]
+    assert read_conll(path, task="entities")[0].labels == {"entities": ("B-PER", "O")}
+
+
+@pytest.mark.parametrize("content, message", [
+    ("Obama B-PER\nvisited O O\n", r"ner\.conll:2: expected 'token tag', found 3 fields"),
+    ("Obama B-PER\n\nParis\n", r"ner\.conll:3: expected 'token tag', found 1 fields"),
+    ("Obama B-PER\nParis B-GPE\n", r"ner\.conll:2: unknown label 'B-GPE'"),
+    ("", r"ner\.conll: no sentences"),
+    ("-DOCSTART- -X- O O\n\n", r"ner\.conll: no sentences"),
+])
+def test_read_conll_errors_name_the_file_and_line(tmp_path, content, message):
+    path = write(tmp_path, "ner.conll", content)
+    with pytest.raises(DataError, match=message):
+        read_conll(path, label_names=TASK_LABELS["ner"])
+
+
+def test_read_conll_rejects_a_file_that_is_not_utf8(tmp_path):
+    path = write(tmp_path, "ner.conll", b"Obama B-PER\n\nM\xfcnchen B-LOC\n")
+    with pytest.raises(DataError, match=r"ner\.conll:3: not UTF-8 \(byte 0xfc at offset 14\)"):
+        read_conll(path)
