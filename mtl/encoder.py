@@ -20,8 +20,10 @@ from sentence_transformers.models import Dense, LayerNorm, Normalize, Pooling, T
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import BatchEncoding
+from transformers.masking_utils import create_bidirectional_mask
 
 from mtl.backbones import backbone_path
+from mtl.prefix_cache import PrefixCache
 from mtl.utils import resolve_device
 
 POOLING_MODES = ("cls", "mean", "max")
@@ -33,6 +35,9 @@ class SentenceEncoder(nn.Module):
     def __init__(self, model: SentenceTransformer):
         super().__init__()
         self.model = model
+        if getattr(self.transformer.auto_model, "pooler", None) is not None:
+            self.transformer.auto_model.pooler = None  # BERT's [CLS] pooler: sentence-transformers never reads it
+        self.prefix_cache: PrefixCache | None = None  # set by ``use_prefix_cache`` (training with frozen layers)
 
     @classmethod
     def build(
@@ -71,8 +76,11 @@ class SentenceEncoder(nn.Module):
         return cls(SentenceTransformer(str(path), device=str(resolve_device(device))))
 
     def save(self, path: str | Path) -> None:
-        """Write a sentence-transformers folder (weights as safetensors)."""
-        self.model.save(str(path))
+        """Write a sentence-transformers folder (weights as safetensors), leaving train/eval modes as they were."""
+        modes = [module.training for module in self.modules()]
+        self.model.save(str(path))  # sentence-transformers switches modules to eval mode while saving
+        for module, mode in zip(self.modules(), modes):
+            module.training = mode
 
     @property
     def transformer(self) -> Transformer:
@@ -119,7 +127,54 @@ class SentenceEncoder(nn.Module):
 
     def forward(self, features: BatchEncoding | dict) -> dict[str, torch.Tensor]:
         """``token_embeddings`` (B, T, H) from the backbone and ``sentence_embedding`` (B, D) after pooling etc."""
-        return self.model({k: features[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in features})
+        inputs = {k: features[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in features}
+        depth = self.frozen_depth() if self.prefix_cache is not None else 0
+        if depth == 0:
+            return self.model(inputs)
+        return self.forward_from(self.prefix_cache.hidden_states(self, inputs, depth), inputs, depth)
+
+    # ---- the backbone block by block (BERT-family models), for caching a frozen bottom ------------------
+    def use_prefix_cache(self, enabled: bool = True) -> None:
+        """Cache the output of the frozen bottom blocks (see ``mtl.prefix_cache``); no effect if none is frozen."""
+        self.prefix_cache = PrefixCache() if enabled else None
+
+    @property
+    def blocks(self) -> nn.ModuleList | None:
+        """The transformer blocks, bottom-up, if the backbone is BERT-style (None otherwise: no caching)."""
+        backbone = self.transformer.auto_model
+        if backbone.config.model_type != "bert":
+            return None
+        return backbone.encoder.layer
+
+    def frozen_depth(self) -> int:
+        """How many bottom blocks are frozen, counting only if the embeddings are frozen too (0: nothing to cache)."""
+        backbone, blocks = self.transformer.auto_model, self.blocks
+        if blocks is None or any(p.requires_grad for p in backbone.embeddings.parameters()):
+            return 0
+        depth = 0
+        while depth < len(blocks) and not any(p.requires_grad for p in blocks[depth].parameters()):
+            depth += 1
+        return depth
+
+    def hidden_after(self, inputs: dict, depth: int) -> torch.Tensor:
+        """(B, T, H) hidden states after the embeddings and the ``depth`` lowest blocks, as BertModel computes them."""
+        backbone = self.transformer.auto_model
+        hidden = backbone.embeddings(input_ids=inputs["input_ids"], token_type_ids=inputs.get("token_type_ids"))
+        return self._run_blocks(hidden, inputs["attention_mask"], 0, depth)
+
+    def forward_from(self, hidden: torch.Tensor, inputs: dict, depth: int) -> dict[str, torch.Tensor]:
+        """Finish the forward pass from hidden states after ``depth`` blocks: top blocks, pooling and the rest."""
+        features = dict(inputs, token_embeddings=self._run_blocks(hidden, inputs["attention_mask"], depth, None))
+        for module in list(self.model)[1:]:  # Pooling, [Dense], [LayerNorm], [Normalize]
+            features = module(features)
+        return features
+
+    def _run_blocks(self, hidden: torch.Tensor, attention_mask: torch.Tensor, start: int, stop: int | None):
+        backbone = self.transformer.auto_model
+        mask = create_bidirectional_mask(config=backbone.config, inputs_embeds=hidden, attention_mask=attention_mask)
+        for block in self.blocks[start:stop]:
+            hidden = block(hidden, attention_mask=mask)
+        return hidden
 
     @torch.inference_mode()
     def encode(

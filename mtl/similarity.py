@@ -41,14 +41,37 @@ def unrelated_cosine(embeddings: np.ndarray, human: np.ndarray, quantile: float 
 def embed_with_poolings(
     encoder: SentenceEncoder, texts: Sequence[str], poolings: Sequence[str], batch_size: int = 16
 ) -> dict[str, np.ndarray]:
-    """Run the backbone once and pool its token embeddings several ways: {pooling: (n, H)} (no normalisation)."""
+    """Run the backbone once and pool its token embeddings several ways: {pooling: (n, H)} (no normalisation).
+
+    Batches are sorted by length (less padding), as in ``SentenceEncoder.encode``; rows come back in input order.
+    """
+    was_training = encoder.training
     encoder.eval()
     poolers = {mode: Pooling(encoder.hidden_size, pooling_mode=mode) for mode in poolings}
     out: dict[str, list[torch.Tensor]] = {mode: [] for mode in poolings}
+    order = np.argsort([-len(t) for t in texts], kind="stable")
     for start in range(0, len(texts), batch_size):
-        features = encoder.tokenize(list(texts[start : start + batch_size]))
+        features = encoder.tokenize([texts[i] for i in order[start : start + batch_size]])
         tokens = encoder.transformer(dict(features))["token_embeddings"]  # (b, T, H)
         for mode, pooler in poolers.items():
             pooled = pooler({"token_embeddings": tokens, "attention_mask": features["attention_mask"]})
             out[mode].append(pooled["sentence_embedding"])  # (b, H)
-    return {mode: torch.cat(chunks).cpu().numpy() for mode, chunks in out.items()}
+    encoder.train(was_training)
+    inverse = torch.from_numpy(np.argsort(order))  # back to input order
+    return {mode: torch.cat(chunks)[inverse].cpu().numpy() for mode, chunks in out.items()}
+
+
+@torch.inference_mode()
+def apply_after_pooling(encoder: SentenceEncoder, pooled: np.ndarray) -> np.ndarray:
+    """Run the encoder's layers after pooling (projection, LayerNorm, L2 normalisation) on pooled embeddings.
+
+    (n, H) from ``embed_with_poolings`` -> (n, D), as ``encoder.encode`` would give: compare many heads on one
+    backbone pass.
+    """
+    was_training = encoder.training
+    encoder.eval()
+    features = {"sentence_embedding": torch.as_tensor(pooled, dtype=torch.float32, device=encoder.device)}
+    for module in list(encoder.model)[2:]:  # [0] Transformer, [1] Pooling, then the optional layers
+        features = module(features)
+    encoder.train(was_training)
+    return features["sentence_embedding"].cpu().numpy()

@@ -1,0 +1,93 @@
+"""Freezing by component, and what is trainable where.
+
+Components of a ``MultiTaskModel``, bottom-up: ``embeddings``, ``layer.0`` ... ``layer.{L-1}`` (transformer
+blocks), ``projection`` and ``layer_norm`` (if the encoder has them), ``head.<task>``. Selectors accepted by
+``freeze`` / ``unfreeze``: a component name, ``encoder`` (all encoder components), ``backbone`` (embeddings and
+blocks), ``bottom:k`` (embeddings and the k lowest blocks), ``top:k`` (the k highest blocks), ``heads``.
+Frozen components run in eval mode (``MultiTaskModel.train`` calls ``eval_frozen``): no dropout noise in what
+does not learn, which is also what makes their outputs cacheable (``mtl.prefix_cache``).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pandas as pd
+from sentence_transformers.models import Dense, LayerNorm
+from torch import nn
+
+
+def components(model) -> dict[str, nn.Module]:
+    """Name -> module for every component of a MultiTaskModel, bottom-up."""
+    encoder = model.encoder
+    backbone = encoder.transformer.auto_model
+    parts: dict[str, nn.Module] = {"embeddings": backbone.embeddings}
+    blocks = encoder.blocks
+    if blocks is None:  # an architecture without a plain list of blocks: treat the body as one component
+        parts["body"] = nn.ModuleList([m for n, m in backbone.named_children() if n != "embeddings"])
+    else:
+        parts.update({f"layer.{i}": block for i, block in enumerate(blocks)})
+    for module in list(encoder.model)[1:]:
+        if isinstance(module, Dense):
+            parts["projection"] = module
+        elif isinstance(module, LayerNorm):
+            parts["layer_norm"] = module
+    parts.update({f"head.{name}": head for name, head in model.heads.items()})
+    return parts
+
+
+def select(model, selector: str) -> list[str]:
+    """Component names a selector stands for; an unknown selector is an error listing the valid ones."""
+    names = list(components(model))
+    blocks = [n for n in names if n.startswith("layer.")]
+    encoder_parts = [n for n in names if not n.startswith("head.")]
+    if selector in names:
+        return [selector]
+    if selector == "encoder":
+        return encoder_parts
+    if selector == "backbone":
+        return ["embeddings"] + blocks + (["body"] if "body" in names else [])
+    if selector == "heads":
+        return [n for n in names if n.startswith("head.")]
+    kind, _, count = selector.partition(":")
+    if kind in ("bottom", "top") and count.isdigit() and int(count) <= len(blocks):
+        k = int(count)
+        return ["embeddings"] + blocks[:k] if kind == "bottom" else blocks[len(blocks) - k:]
+    raise ValueError(f"Unknown component selector {selector!r}; valid: {names + ['encoder', 'backbone', 'heads']} "
+                     f"or bottom:k / top:k with k <= {len(blocks)}.")
+
+
+def set_trainable(model, selectors: str | Iterable[str], trainable: bool) -> None:
+    """Set ``requires_grad`` on every parameter of the selected components, then fix train/eval modes."""
+    parts = components(model)
+    for selector in [selectors] if isinstance(selectors, str) else selectors:
+        for name in select(model, selector):
+            parts[name].requires_grad_(trainable)
+    model.train(model.training)
+
+
+def freeze(model, *selectors: str) -> None:
+    set_trainable(model, selectors, False)
+
+
+def unfreeze(model, *selectors: str) -> None:
+    set_trainable(model, selectors, True)
+
+
+def is_frozen(module: nn.Module) -> bool:
+    return all(not p.requires_grad for p in module.parameters())
+
+
+def eval_frozen(model) -> None:
+    """Put every fully frozen component in eval mode (dropout off)."""
+    for module in components(model).values():
+        if is_frozen(module):
+            module.eval()
+
+
+def parameter_report(model) -> pd.DataFrame:
+    """Trainable and total parameters per component, with a total row."""
+    rows = [{"component": name, "trainable": sum(p.numel() for p in m.parameters() if p.requires_grad),
+             "total": sum(p.numel() for p in m.parameters())} for name, m in components(model).items()]
+    frame = pd.DataFrame(rows)
+    total = {"component": "total", "trainable": int(frame.trainable.sum()), "total": int(frame.total.sum())}
+    return pd.concat([frame, pd.DataFrame([total])], ignore_index=True)

@@ -1,0 +1,83 @@
+"""Held-out predictions and scores per task: accuracy and macro-F1 (scikit-learn), entity-level F1 (seqeval)."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from seqeval.metrics import f1_score as entity_f1
+from sklearn.metrics import accuracy_score, f1_score
+
+from mtl.data import Example
+from mtl.model import IGNORE, MultiTaskModel
+
+
+@dataclass
+class TaskPredictions:
+    """Gold and predicted labels of one task over the examples that carry its label."""
+
+    kind: str
+    labels: tuple[str, ...]
+    index: list[int] = field(default_factory=list)  # position of each row in the evaluated example list
+    true: list = field(default_factory=list)  # label names, or one tag list per sentence (token tasks)
+    pred: list = field(default_factory=list)
+    probs: list = field(default_factory=list)  # (C,) probability vectors, sentence tasks only
+
+    def scores(self) -> dict[str, float]:
+        if self.kind == "token":
+            flat_true = [t for seq in self.true for t in seq]
+            flat_pred = [t for seq in self.pred for t in seq]
+            return {"entity_f1": float(entity_f1(self.true, self.pred)),
+                    "token_accuracy": float(accuracy_score(flat_true, flat_pred))}
+        return {"accuracy": float(accuracy_score(self.true, self.pred)),
+                "macro_f1": float(f1_score(self.true, self.pred, average="macro", labels=list(self.labels),
+                                           zero_division=0))}
+
+
+@torch.inference_mode()
+def predict_examples(model: MultiTaskModel, examples: Sequence[Example], batch_size: int = 128,
+                     tasks: Sequence[str] | None = None) -> dict[str, TaskPredictions]:
+    """Run the model over labelled examples (length-sorted batches) and collect predictions per task."""
+    names = [n for n in model.check_tasks(tasks) if any(n in ex.labels for ex in examples)]
+    out = {n: TaskPredictions(model.tasks[n].kind, model.tasks[n].labels) for n in names}
+    was_training = model.training
+    model.eval()
+    order = np.argsort([-len(ex.text) for ex in examples], kind="stable")
+    for start in range(0, len(examples), batch_size):
+        idx = order[start : start + batch_size]
+        features, labels = model.collate([examples[i] for i in idx])
+        logits = model(features, [n for n in names if n in labels])
+        for name, task_logits in logits.items():
+            gold, pred, preds = labels[name].cpu(), task_logits.argmax(-1).cpu(), out[name]
+            probs = task_logits.softmax(-1).cpu()
+            for row, i in enumerate(idx):
+                if preds.kind == "sentence":
+                    if gold[row] == IGNORE:
+                        continue
+                    preds.probs.append(probs[row].numpy())
+                    preds.true.append(preds.labels[gold[row]])
+                    preds.pred.append(preds.labels[pred[row]])
+                else:
+                    keep = gold[row] != IGNORE
+                    if not keep.any():
+                        continue
+                    preds.true.append([preds.labels[j] for j in gold[row][keep]])
+                    preds.pred.append([preds.labels[j] for j in pred[row][keep]])
+                preds.index.append(int(i))
+    model.train(was_training)
+    return out
+
+
+def evaluate(model: MultiTaskModel, datasets: Mapping[str, Sequence[Example]],
+             batch_size: int = 128) -> dict[str, float]:
+    """Flat scores {"task/metric": value} over every dataset; a task labelled in several datasets is pooled."""
+    pooled: dict[str, TaskPredictions] = {}
+    for examples in datasets.values():
+        for name, preds in predict_examples(model, examples, batch_size).items():
+            if name in pooled:
+                for attr in ("true", "pred", "probs"):
+                    getattr(pooled[name], attr).extend(getattr(preds, attr))
+            else:
+                pooled[name] = preds
+    return {f"{name}/{metric}": value for name, preds in pooled.items() for metric, value in preds.scores().items()}

@@ -1,0 +1,222 @@
+"""The multi-task model: one shared sentence encoder, one head per task in a ``ModuleDict``.
+
+Sentence heads read the pooled embedding; token heads read the backbone's token embeddings, trained on the
+first word piece of each word (other pieces get the ignore index -100, as in BERT's NER recipe, Devlin et al.
+2019). An example may carry labels for any subset of the tasks; a missing label is -100 and costs no loss.
+
+Saved as a folder: ``encoder/`` (a sentence-transformers model), ``heads.safetensors`` and ``config.json``.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from transformers import BatchEncoding
+
+from mtl.data import Example
+from mtl.encoder import SentenceEncoder, check_texts
+from mtl.freezing import eval_frozen
+from mtl.heads import ClassificationHead, TaskSpec
+
+IGNORE = -100  # label index that cross-entropy skips: padding, special tokens, non-first word pieces, no label
+FORMAT_VERSION = 1
+
+
+class MultiTaskModel(nn.Module):
+    """Shared ``SentenceEncoder`` + ``heads[task]``; ``forward`` returns logits for the tasks asked for."""
+
+    def __init__(self, encoder: SentenceEncoder, tasks: Sequence[TaskSpec]):
+        super().__init__()
+        if len({t.name for t in tasks}) != len(tasks):
+            raise ValueError(f"Task names must be unique, got {[t.name for t in tasks]}.")
+        self.encoder = encoder
+        self.tasks = {t.name: t for t in tasks}
+        self.heads = nn.ModuleDict({
+            t.name: ClassificationHead(encoder.dim if t.kind == "sentence" else encoder.hidden_size, len(t.labels),
+                                       t.hidden_dim, t.dropout)
+            for t in tasks
+        })
+
+    def train(self, mode: bool = True) -> MultiTaskModel:
+        """As ``nn.Module.train``, but fully frozen components stay in eval mode (no dropout where nothing learns)."""
+        super().train(mode)
+        if mode:
+            eval_frozen(self)
+        return self
+
+    # ---- forward -------------------------------------------------------------------------------------------
+    def check_tasks(self, tasks: Iterable[str] | None) -> list[str]:
+        """The tasks to run (all by default); an unknown name is an error that lists the model's tasks."""
+        names = list(self.tasks) if tasks is None else list(tasks)
+        unknown = [t for t in names if t not in self.tasks]
+        if unknown:
+            raise KeyError(f"Unknown task(s) {unknown}; this model has tasks {list(self.tasks)}.")
+        return names
+
+    def forward(self, features: BatchEncoding | dict, tasks: Iterable[str] | None = None) -> dict[str, Tensor]:
+        """{task: logits}: (B, C) for sentence tasks, (B, T, C) for token tasks."""
+        names = self.check_tasks(tasks)
+        return self.run_heads(self.encoder(features), names)
+
+    def run_heads(self, encoded: dict[str, Tensor], tasks: Sequence[str]) -> dict[str, Tensor]:
+        """Heads on encoder outputs (``sentence_embedding`` (B, D), ``token_embeddings`` (B, T, H))."""
+        return {
+            name: self.heads[name](encoded["sentence_embedding" if self.tasks[name].kind == "sentence"
+                                           else "token_embeddings"])
+            for name in tasks
+        }
+
+    # ---- batches and losses ----------------------------------------------------------------------------------
+    def collate(self, examples: Sequence[Example]) -> tuple[BatchEncoding, dict[str, Tensor]]:
+        """Tokenise a batch and turn its labels into index tensors, -100 where a label is missing or not scored."""
+        if len(examples) == 0:
+            raise ValueError("Cannot collate an empty batch.")
+        token_tasks = [n for n, t in self.tasks.items() if t.kind == "token"]
+        by_words = any(ex.words is not None or any(n in ex.labels for n in token_tasks) for ex in examples)
+        features = self.encoder.tokenize(
+            [ex.words or tuple(ex.text.split()) for ex in examples] if by_words else [ex.text for ex in examples]
+        )
+        labels = {}
+        for name, task in self.tasks.items():
+            if not any(name in ex.labels for ex in examples):
+                continue
+            if task.kind == "sentence":
+                ids = [self.label_id(name, ex.labels[name]) if name in ex.labels else IGNORE for ex in examples]
+                labels[name] = torch.tensor(ids)
+            else:
+                labels[name] = self._align_word_labels(name, examples, features)
+        return features, {k: v.to(self.encoder.device) for k, v in labels.items()}
+
+    def label_id(self, task: str, label: str) -> int:
+        try:
+            return self.tasks[task].labels.index(label)
+        except ValueError:
+            raise ValueError(f"Label {label!r} is not in the label set of task {task!r}: "
+                             f"{self.tasks[task].labels}.") from None
+
+    def _align_word_labels(self, task: str, examples: Sequence[Example], features: BatchEncoding) -> Tensor:
+        """(B, T) tag ids on each word's first piece; -100 on later pieces, special tokens and padding."""
+        aligned = torch.full(features["input_ids"].shape, IGNORE, dtype=torch.long)
+        for i, ex in enumerate(examples):
+            if task not in ex.labels:
+                continue
+            tags = [self.label_id(task, tag) for tag in ex.labels[task]]
+            previous = None
+            for position, word in enumerate(features.word_ids(i)):
+                if word is not None and word != previous:
+                    aligned[i, position] = tags[word]
+                previous = word
+        return aligned
+
+    @staticmethod
+    def task_losses(logits: dict[str, Tensor], labels: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Mean cross-entropy per task over the labelled positions; tasks without labels in the batch are left out."""
+        return {
+            name: F.cross_entropy(logits[name].flatten(0, -2), labels[name].flatten(), ignore_index=IGNORE)
+            for name in labels if name in logits and (labels[name] != IGNORE).any()
+        }
+
+    # ---- inference -----------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def predict(self, texts: Sequence[str], tasks: Iterable[str] | None = None, batch_size: int = 64) -> list[dict]:
+        """Readable predictions per text: {task: {"label", "probs"}} or, for token tasks, {"entities": [...]}."""
+        check_texts(texts)
+        names = self.check_tasks(tasks)
+        was_training = self.training
+        self.eval()
+        order = np.argsort([-len(t) for t in texts], kind="stable")  # length-sorted batches, less padding
+        results: list[dict] = [{} for _ in texts]
+        for start in range(0, len(texts), batch_size):
+            idx = order[start : start + batch_size]
+            batch = [texts[i] for i in idx]
+            features = self.encoder.tokenizer(batch, padding=True, truncation=True, return_offsets_mapping=True,
+                                              max_length=self.encoder.max_seq_length, return_tensors="pt")
+            offsets = features.pop("offset_mapping")
+            probs = {k: v.softmax(-1).cpu() for k, v in self(features.to(self.encoder.device), names).items()}
+            for row, i in enumerate(idx):
+                for name in names:
+                    task = self.tasks[name]
+                    if task.kind == "sentence":
+                        p = probs[name][row]
+                        results[i][name] = {"label": task.labels[int(p.argmax())],
+                                            "probs": {lab: round(float(x), 4) for lab, x in zip(task.labels, p)}}
+                    else:
+                        results[i][name] = {"entities": decode_entities(
+                            texts[i], probs[name][row], features.word_ids(row), offsets[row], task.labels)}
+        self.train(was_training)
+        return results
+
+    # ---- save / load ---------------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """Write ``encoder/`` (sentence-transformers), ``heads.safetensors`` and ``config.json``."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.encoder.save(path / "encoder")
+        save_file({k: v.detach().contiguous().cpu() for k, v in self.heads.state_dict().items()},
+                  str(path / "heads.safetensors"))
+        config = {"format_version": FORMAT_VERSION, "tasks": [t.to_dict() for t in self.tasks.values()]}
+        (path / "config.json").write_text(json.dumps(config, indent=2))
+
+    @classmethod
+    def load(cls, path: str | Path, tasks: Sequence[TaskSpec] | None = None,
+             device: str | torch.device | None = None) -> MultiTaskModel:
+        """Load a saved model; if ``tasks`` is given, the checkpoint's tasks and label sets must match it."""
+        path = Path(path)
+        config_file, heads_file = path / "config.json", path / "heads.safetensors"
+        for f in (config_file, heads_file):
+            if not f.is_file():
+                raise FileNotFoundError(f"{f} is missing: {path} is not a saved MultiTaskModel.")
+        try:
+            config = json.loads(config_file.read_text())
+            saved = [TaskSpec(**{**t, "labels": tuple(t["labels"])}) for t in config["tasks"]]
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{config_file} is not a valid model config: {err}") from err
+        if tasks is not None and list(tasks) != saved:
+            raise ValueError(f"{path} holds tasks {[(t.name, t.labels) for t in saved]}, "
+                             f"but {[(t.name, t.labels) for t in tasks]} were expected.")
+        model = cls(SentenceEncoder.load(path / "encoder", device=device), saved)
+        try:
+            state = load_file(str(heads_file))
+        except Exception as err:  # safetensors raises its own error types for truncated / corrupt files
+            raise ValueError(f"{heads_file} is corrupted or not a safetensors file: {err}") from err
+        expected = model.heads.state_dict()
+        if set(state) != set(expected) or any(state[k].shape != v.shape for k, v in expected.items()):
+            raise ValueError(f"{heads_file} does not match {config_file}: the heads' names or shapes differ.")
+        model.heads.load_state_dict(state)
+        return model.to(model.encoder.device)
+
+
+def decode_entities(text: str, probs: Tensor, word_ids: list[int | None], offsets: Tensor,
+                    labels: Sequence[str]) -> list[dict]:
+    """BIO tags on each word's first piece -> entity spans with character offsets and mean tag probability."""
+    words: list[tuple[str, float, int, int]] = []  # (tag, prob, start, end) per word
+    previous = None
+    for position, word in enumerate(word_ids):
+        if word is None:
+            continue
+        start, end = (int(x) for x in offsets[position])
+        if word != previous:
+            p = probs[position]
+            words.append((labels[int(p.argmax())], float(p.max()), start, end))
+        else:  # later piece of the same word: extend its span
+            tag, prob, first, _ = words[-1]
+            words[-1] = (tag, prob, first, end)
+        previous = word
+    entities: list[dict] = []
+    for tag, prob, start, end in words:
+        kind = tag[2:]
+        continues = tag.startswith("I-") and entities and entities[-1]["type"] == kind and entities[-1]["open"]
+        if continues:
+            entities[-1].update(end=end, scores=entities[-1]["scores"] + [prob])
+        elif tag != "O":
+            entities.append({"type": kind, "start": start, "end": end, "scores": [prob], "open": True})
+        if tag == "O" and entities:
+            entities[-1]["open"] = False
+    return [{"text": text[e["start"]:e["end"]], "type": e["type"], "start": e["start"], "end": e["end"],
+             "score": round(float(np.mean(e["scores"])), 4)} for e in entities]

@@ -1,0 +1,290 @@
+"""The multi-task training loop: an explicit PyTorch loop on Hugging Face Accelerate.
+
+Each step: pick a dataset by the sampling schedule, draw a batch from it, run the heads for every task the batch
+has labels for, combine the task losses (fixed or learned weights), clip, step AdamW and the warm-up + linear
+decay schedule. After each epoch: validation scores per task, the history row, the best weights (by the mean of
+each task's main score), early stopping. The same code runs on CPU, one GPU, or several processes with
+``accelerate launch``: every process draws the same global batch and trains on its own shard of it.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from accelerate import Accelerator, DistributedDataParallelKwargs
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from mtl.checkpoint import (atomic_directory, load_state, numpy_state, optimizer_tensors, restore_numpy,
+                            restore_optimizer, restore_rng, rng_states, save_state)
+from mtl.data import Example
+from mtl.freezing import freeze
+from mtl.losses import LossWeighting
+from mtl.metrics import evaluate
+from mtl.model import MultiTaskModel
+from mtl.sampling import task_schedule
+from mtl.utils import set_seed
+
+MAIN_METRIC = {"sentence": "macro_f1", "token": "entity_f1"}
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run; the defaults are the ones notebook 04 uses."""
+
+    epochs: int = 4  # number of epochs; one epoch = ``steps_per_epoch`` optimiser steps
+    steps_per_epoch: int | None = None  # None: all training examples once (sum of sizes // batch_size)
+    batch_size: int = 32  # examples per step, across all processes
+    encoder_lr: float = 5e-5  # AdamW learning rate of the encoder (pretrained weights move gently)
+    head_lr: float = 1e-3  # AdamW learning rate of the heads and loss weights (new weights move fast)
+    weight_decay: float = 0.01  # AdamW decoupled weight decay (not on biases and LayerNorm)
+    warmup_ratio: float = 0.1  # share of all steps with linearly rising learning rate, then linear decay to 0
+    max_grad_norm: float = 1.0  # gradient clipping threshold (global L2 norm)
+    sampling: str = "proportional"  # dataset mixing: proportional | round_robin | temperature (mtl.sampling)
+    temperature: float = 2.0  # T of temperature sampling, p_i ∝ n_i^(1/T)
+    loss_weighting: str = "fixed"  # fixed | uncertainty (Kendall et al. 2018; mtl.losses)
+    task_weights: dict[str, float] = field(default_factory=dict)  # fixed weights per task; missing = 1.0
+    patience: int | None = 2  # stop after this many epochs without a better validation score; None: never
+    seed: int = 0  # seeds weights of new heads, dropout, batch order and task schedule
+    freeze: list[str] = field(default_factory=list)  # components frozen before training (mtl.freezing selectors)
+    cache_frozen: bool = True  # compute the frozen bottom of the backbone once (mtl.prefix_cache)
+    output_dir: str | None = None  # if set: best/ (best model), last/ (resumable checkpoint), history.csv
+    checkpoint_every: int | None = None  # also write last/ every this many steps (it is always written per epoch)
+    eval_batch_size: int = 128  # batch size for validation
+    progress: bool = True  # tqdm bar per epoch
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1 or (self.steps_per_epoch is not None and self.steps_per_epoch < 1):
+            raise ValueError("epochs, batch_size and steps_per_epoch must be positive.")
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> TrainConfig:
+        """Build from a dict (e.g. JSON); an unknown field or a value of the wrong type is an error naming it."""
+        hints = typing.get_type_hints(cls)
+        unknown = sorted(set(values) - set(hints))
+        if unknown:
+            raise ValueError(f"Unknown TrainConfig field(s) {unknown}; valid fields are {sorted(hints)}.")
+        for name, value in values.items():
+            if not _matches(value, hints[name]):
+                raise TypeError(f"TrainConfig.{name} must be {hints[name]}, got {type(value).__name__} {value!r}.")
+        return cls(**values)
+
+
+def _matches(value, hint) -> bool:
+    """isinstance for the simple type hints TrainConfig uses (int | None, dict[str, float], list[str], ...)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if typing.get_origin(hint) is not None:
+        return isinstance(value, typing.get_origin(hint))
+    if isinstance(value, bool) and hint is not bool:
+        return False
+    return isinstance(value, (int, float)) if hint is float else isinstance(value, hint)
+
+
+class BatchStream:
+    """Endless shuffled batches from one dataset: a fresh permutation each time the data is used up."""
+
+    def __init__(self, examples: Sequence[Example], rng: np.random.Generator):
+        if len(examples) == 0:
+            raise ValueError("Cannot train on an empty dataset.")
+        self.examples, self.rng = examples, rng
+        self.order, self.position = rng.permutation(len(examples)), 0
+
+    def next(self, size: int) -> list[Example]:
+        batch = []
+        while len(batch) < size:
+            if self.position == len(self.order):
+                self.order, self.position = self.rng.permutation(len(self.examples)), 0
+            take = self.order[self.position : self.position + size - len(batch)]
+            batch += [self.examples[i] for i in take]
+            self.position += len(take)
+        return batch
+
+
+class MultiTaskObjective(nn.Module):
+    """Model + loss weighting as one module, so one DistributedDataParallel wrapper covers both."""
+
+    def __init__(self, model: MultiTaskModel, weighting: LossWeighting):
+        super().__init__()
+        self.model, self.weighting = model, weighting
+
+    def forward(self, features, labels: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        losses = self.model.task_losses(self.model(features, tasks=list(labels)), labels)
+        return self.weighting(losses), losses
+
+
+def parameter_groups(objective: MultiTaskObjective, config: TrainConfig) -> list[dict]:
+    """AdamW groups: encoder vs heads (own learning rates); no weight decay on biases, norms, log-variances."""
+    groups: dict[tuple[str, bool], list[nn.Parameter]] = {}
+    for name, param in objective.named_parameters():  # frozen ones too: AdamW skips them while they have no grad
+        part = "encoder" if name.startswith("model.encoder.") else "heads"
+        decay = param.ndim >= 2
+        groups.setdefault((part, decay), []).append(param)
+    lr = {"encoder": config.encoder_lr, "heads": config.head_lr}
+    return [{"params": params, "lr": lr[part], "weight_decay": config.weight_decay if decay else 0.0, "name": part}
+            for (part, decay), params in groups.items()]
+
+
+def main_score(scores: Mapping[str, float], model: MultiTaskModel) -> float:
+    """Mean over tasks of each task's main metric (macro-F1, or entity F1 for token tasks)."""
+    values = [scores[f"{name}/{MAIN_METRIC[task.kind]}"] for name, task in model.tasks.items()
+              if f"{name}/{MAIN_METRIC[task.kind]}" in scores]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def train(model: MultiTaskModel, train_sets: Mapping[str, Sequence[Example]],
+          val_sets: Mapping[str, Sequence[Example]], config: TrainConfig | None = None,
+          resume_from: str | Path | None = None) -> pd.DataFrame:
+    """Train in place and end with the best validation weights loaded; returns the history, one row per epoch.
+
+    ``resume_from``: a ``last`` checkpoint folder written by a previous run with the same config and data; the run
+    continues exactly where that one stopped (same batches, dropout masks and final weights).
+    """
+    config = config or TrainConfig()
+    set_seed(config.seed)
+    sizes = {name: len(examples) for name, examples in {**train_sets, **val_sets}.items()}
+    if not train_sets or not val_sets or min(sizes.values()) == 0:
+        raise ValueError(f"Every training and validation dataset needs examples, got sizes {sizes}.")
+    if config.checkpoint_every and not config.output_dir:
+        raise ValueError("checkpoint_every needs an output_dir to write checkpoints to.")
+    if config.freeze:
+        freeze(model, *config.freeze)
+    model.encoder.use_prefix_cache(config.cache_frozen)
+    accelerator = Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    weighting = LossWeighting(list(model.tasks), config.loss_weighting, config.task_weights)
+    objective = MultiTaskObjective(model, weighting).to(accelerator.device)
+    optimizer = torch.optim.AdamW(parameter_groups(objective, config))
+    train_sizes = {name: len(examples) for name, examples in train_sets.items()}
+    steps_per_epoch = config.steps_per_epoch or max(1, sum(train_sizes.values()) // config.batch_size)
+    total_steps = config.epochs * steps_per_epoch
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
+    objective, optimizer, scheduler = accelerator.prepare(objective, optimizer, scheduler)
+
+    rng = np.random.default_rng(config.seed)  # the same on every process: same schedule, same global batches
+    streams = {name: BatchStream(examples, rng) for name, examples in train_sets.items()}
+    loop = LoopState()
+    if resume_from is not None:
+        loop = resume(Path(resume_from), model, weighting, optimizer, scheduler, rng, streams)
+    output = Path(config.output_dir) if config.output_dir else None
+    best_state = None  # in memory from the first improvement on; a resumed run's best so far is in output/best
+    rank, world = accelerator.process_index, accelerator.num_processes
+    show = config.progress and accelerator.is_main_process
+    while loop.epoch <= config.epochs:
+        if loop.schedule is None:
+            loop.schedule = task_schedule(train_sizes, config.sampling, steps_per_epoch, rng, config.temperature)
+        objective.train()
+        started = time.perf_counter() - loop.seconds
+        for dataset in tqdm(loop.schedule[loop.step:], desc=f"epoch {loop.epoch}", disable=not show):
+            batch = streams[dataset].next(config.batch_size)[rank::world]  # this process's shard
+            features, labels = model.collate(batch)
+            loss, losses = objective(features, labels)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"Loss is {loss.item()} at epoch {loop.epoch}, step {loop.step + 1} (dataset {dataset!r}, batch "
+                    f"starting {batch[0].text!r:.80}); training stopped, the last checkpoint is kept.")
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(objective.parameters(), config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            for name, value in losses.items():
+                loop.loss_sums[name] = loop.loss_sums.get(name, 0.0) + value.item()
+                loop.loss_counts[name] = loop.loss_counts.get(name, 0) + 1
+            loop.step += 1
+            if config.checkpoint_every and loop.step % config.checkpoint_every == 0 and accelerator.is_main_process:
+                loop.seconds = time.perf_counter() - started
+                save_checkpoint(output / "last", model, weighting, optimizer, scheduler, rng, streams, loop)
+        scores = evaluate(model, val_sets, config.eval_batch_size)
+        score = main_score(scores, model)
+        loop.history.append({
+            "epoch": loop.epoch, **{f"train_loss/{k}": loop.loss_sums[k] / loop.loss_counts[k] for k in loop.loss_sums},
+            **{f"val/{k}": v for k, v in scores.items()}, "val/main": score,
+            **{f"weight/{k}": v for k, v in weighting.current_weights().items()},
+            "lr/encoder": scheduler.get_last_lr()[0], "seconds": time.perf_counter() - started})
+        if score > loop.best_score:
+            loop.best_score, best_state, loop.stale = score, copy.deepcopy(model.state_dict()), 0
+            if output and accelerator.is_main_process:
+                atomic_directory(output / "best", model.save)
+        else:
+            loop.stale += 1
+        loop.next_epoch()
+        if output and accelerator.is_main_process:
+            save_checkpoint(output / "last", model, weighting, optimizer, scheduler, rng, streams, loop)
+        if config.patience is not None and loop.stale >= config.patience:
+            break
+    if best_state is None:  # resumed after the best epoch: its weights are on disk
+        best_state = MultiTaskModel.load(output / "best", tasks=list(model.tasks.values())).state_dict()
+    model.load_state_dict(best_state)
+    model.encoder.use_prefix_cache(False)  # free the cached hidden states
+    history = pd.DataFrame(loop.history)
+    if output and accelerator.is_main_process:
+        history.to_csv(output / "history.csv", index=False)
+    accelerator.wait_for_everyone()
+    return history
+
+
+@dataclass
+class LoopState:
+    """Where the loop is: enough, with the RNG and optimiser states, to resume mid-epoch exactly."""
+
+    epoch: int = 1
+    step: int = 0  # steps done in this epoch
+    schedule: list[str] | None = None  # this epoch's dataset per step
+    loss_sums: dict[str, float] = field(default_factory=dict)
+    loss_counts: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0  # time spent in this epoch before a checkpoint
+    history: list[dict] = field(default_factory=list)
+    best_score: float = -math.inf
+    stale: int = 0  # epochs since the best one
+
+    def next_epoch(self) -> None:
+        self.epoch, self.step, self.schedule, self.seconds = self.epoch + 1, 0, None, 0.0
+        self.loss_sums, self.loss_counts = {}, {}
+
+
+def save_checkpoint(path: Path, model, weighting, optimizer, scheduler, rng, streams, loop: LoopState) -> None:
+    """Everything needed to resume, written atomically (a crash mid-write keeps the previous checkpoint)."""
+    opt_tensors, opt_meta = optimizer_tensors(optimizer)
+    rng_tensors, rng_meta = rng_states()
+    tensors = {**opt_tensors, **rng_tensors,
+               **{f"weighting.{k}": v.detach().cpu().reshape(1) for k, v in weighting.state_dict().items()},
+               **{f"stream.{name}": torch.from_numpy(s.order.copy()) for name, s in streams.items()}}
+    meta = {**opt_meta, **rng_meta, "scheduler": scheduler.state_dict(), "numpy_rng": numpy_state(rng),
+            "stream_positions": {name: s.position for name, s in streams.items()},
+            "loop": {**asdict(loop), "best_score": None if loop.best_score == -math.inf else loop.best_score}}
+
+    def write(folder: Path) -> None:
+        model.save(folder)
+        save_state(folder, tensors, meta)
+
+    atomic_directory(path, write)
+
+
+def resume(path: Path, model, weighting, optimizer, scheduler, rng, streams) -> LoopState:
+    """Load a ``last`` checkpoint into the freshly built objects and return the loop state."""
+    tensors, meta = load_state(path)
+    saved = MultiTaskModel.load(path, tasks=list(model.tasks.values()))
+    model.load_state_dict(saved.state_dict())
+    weighting.load_state_dict({k[len("weighting."):]: v.reshape(()) for k, v in tensors.items()
+                               if k.startswith("weighting.")})
+    restore_optimizer(optimizer, tensors, meta)
+    scheduler.load_state_dict(meta["scheduler"])
+    restore_rng(tensors, meta)
+    restore_numpy(rng, meta["numpy_rng"])
+    for name, stream in streams.items():
+        stream.order, stream.position = tensors[f"stream.{name}"].numpy(), meta["stream_positions"][name]
+    loop = LoopState(**meta["loop"])
+    loop.best_score = -math.inf if loop.best_score is None else loop.best_score
+    return loop
