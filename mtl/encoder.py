@@ -134,9 +134,10 @@ class SentenceEncoder(nn.Module):
         return self.forward_from(self.prefix_cache.hidden_states(self, inputs, depth), inputs, depth)
 
     # ---- the backbone block by block (BERT-family models), for caching a frozen bottom ------------------
-    def use_prefix_cache(self, enabled: bool = True) -> None:
-        """Cache the output of the frozen bottom blocks (see ``mtl.prefix_cache``); no effect if none is frozen."""
-        self.prefix_cache = PrefixCache() if enabled else None
+    def use_prefix_cache(self, enabled: bool = True, cache: PrefixCache | None = None) -> None:
+        """Cache the output of the frozen bottom blocks (see ``mtl.prefix_cache``); no effect if none is frozen.
+        Pass ``cache`` to share one across models with the same frozen bottom (e.g. several seeds)."""
+        self.prefix_cache = (cache or PrefixCache()) if enabled else None
 
     @property
     def blocks(self) -> nn.ModuleList | None:

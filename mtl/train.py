@@ -32,6 +32,7 @@ from mtl.freezing import freeze
 from mtl.losses import LossWeighting
 from mtl.metrics import evaluate
 from mtl.model import MultiTaskModel
+from mtl.prefix_cache import PrefixCache
 from mtl.sampling import task_schedule
 from mtl.utils import set_seed
 
@@ -146,11 +147,12 @@ def main_score(scores: Mapping[str, float], model: MultiTaskModel) -> float:
 
 def train(model: MultiTaskModel, train_sets: Mapping[str, Sequence[Example]],
           val_sets: Mapping[str, Sequence[Example]], config: TrainConfig | None = None,
-          resume_from: str | Path | None = None) -> pd.DataFrame:
+          resume_from: str | Path | None = None, prefix_cache: PrefixCache | None = None) -> pd.DataFrame:
     """Train in place and end with the best validation weights loaded; returns the history, one row per epoch.
 
     ``resume_from``: a ``last`` checkpoint folder written by a previous run with the same config and data; the run
     continues exactly where that one stopped (same batches, dropout masks and final weights).
+    ``prefix_cache``: a cache to reuse across runs that share the frozen bottom (see ``mtl.prefix_cache``).
     """
     config = config or TrainConfig()
     set_seed(config.seed)
@@ -161,7 +163,7 @@ def train(model: MultiTaskModel, train_sets: Mapping[str, Sequence[Example]],
         raise ValueError("checkpoint_every needs an output_dir to write checkpoints to.")
     if config.freeze:
         freeze(model, *config.freeze)
-    model.encoder.use_prefix_cache(config.cache_frozen)
+    model.encoder.use_prefix_cache(config.cache_frozen, prefix_cache)
     accelerator = Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     weighting = LossWeighting(list(model.tasks), config.loss_weighting, config.task_weights)
     objective = MultiTaskObjective(model, weighting).to(accelerator.device)
