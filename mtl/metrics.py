@@ -30,9 +30,15 @@ class TaskPredictions:
             flat_pred = [t for seq in self.pred for t in seq]
             return {"entity_f1": float(entity_f1(self.true, self.pred)),
                     "token_accuracy": float(accuracy_score(flat_true, flat_pred))}
-        return {"accuracy": float(accuracy_score(self.true, self.pred)),
-                "macro_f1": float(f1_score(self.true, self.pred, average="macro", labels=list(self.labels),
-                                           zero_division=0))}
+        return classification_scores(self.true, self.pred, self.labels)
+
+
+def classification_scores(true: Sequence[str], pred: Sequence[str],
+                          labels: Sequence[str] | None = None) -> dict[str, float]:
+    """Accuracy and macro-F1 (over ``labels`` if given, so a never-predicted class counts as F1 0)."""
+    return {"accuracy": float(accuracy_score(true, pred)),
+            "macro_f1": float(f1_score(true, pred, average="macro", labels=None if labels is None else list(labels),
+                                       zero_division=0))}
 
 
 @torch.inference_mode()

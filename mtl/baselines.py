@@ -1,0 +1,52 @@
+"""Baselines every claim is measured against, run on the same splits as the model.
+
+- majority class;
+- TF-IDF (word 1-2 grams) + logistic regression;
+- frozen sentence embeddings + logistic regression (what the encoder knows before any fine-tuning);
+- the VADER lexicon (Hutto & Gilbert 2014) for sentiment: compound >= 0.05 positive, <= -0.05 negative, else
+  neutral (VADER's documented thresholds).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.dummy import DummyClassifier
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+
+from mtl.encoder import SentenceEncoder
+
+
+def majority(train_labels: Sequence[str], n_test: int) -> list[str]:
+    """The most frequent training label, for every test example."""
+    model = DummyClassifier(strategy="most_frequent").fit(np.zeros((len(train_labels), 1)), train_labels)
+    return list(model.predict(np.zeros((n_test, 1))))
+
+
+def tfidf_logreg(train_texts: Sequence[str], train_labels: Sequence[str], test_texts: Sequence[str],
+                 seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """Predictions and class probabilities (columns in sorted label order) of TF-IDF + logistic regression."""
+    model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True),
+                          LogisticRegression(max_iter=2000, C=10.0, random_state=seed))
+    model.fit(list(train_texts), list(train_labels))
+    return list(model.predict(list(test_texts))), model.predict_proba(list(test_texts))
+
+
+def embedding_logreg(encoder: SentenceEncoder, train_texts: Sequence[str], train_labels: Sequence[str],
+                     test_texts: Sequence[str], seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """Logistic regression on frozen sentence embeddings (a linear probe of the pretrained encoder)."""
+    train_x = encoder.encode(list(train_texts), show_progress_bar=False)
+    test_x = encoder.encode(list(test_texts), show_progress_bar=False)
+    model = LogisticRegression(max_iter=2000, C=1.0, random_state=seed).fit(train_x, list(train_labels))
+    return list(model.predict(test_x)), model.predict_proba(test_x)
+
+
+def vader_lexicon(texts: Sequence[str]) -> list[str]:
+    """negative / neutral / positive from VADER's compound score."""
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    analyzer = SentimentIntensityAnalyzer()
+    compounds = [analyzer.polarity_scores(text)["compound"] for text in texts]
+    return ["positive" if c >= 0.05 else "negative" if c <= -0.05 else "neutral" for c in compounds]

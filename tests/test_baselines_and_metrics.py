@@ -1,0 +1,35 @@
+import numpy as np
+import pytest
+
+from mtl.baselines import majority, tfidf_logreg, vader_lexicon
+from mtl.metrics import TaskPredictions, classification_scores
+
+
+def test_majority_predicts_the_most_frequent_label():
+    assert majority(["a", "b", "b"], 2) == ["b", "b"]
+
+
+def test_tfidf_logreg_learns_a_separable_toy_task():
+    train = ["goal match striker", "football goal", "stock market shares", "bank shares profit"] * 5
+    labels = ["sport", "sport", "business", "business"] * 5
+    predicted, probs = tfidf_logreg(train, labels, ["the striker scored a goal", "shares in the bank"])
+    assert predicted == ["sport", "business"] and probs.shape == (2, 2)
+
+
+def test_vader_lexicon_thresholds():
+    assert vader_lexicon(["I love this wonderful film", "This is terrible and awful", "The box is on the table"]) == [
+        "positive", "negative", "neutral"]
+
+
+def test_classification_scores_count_never_predicted_classes():
+    scores = classification_scores(["a", "b", "c"], ["a", "b", "b"], labels=["a", "b", "c"])
+    assert scores["accuracy"] == pytest.approx(2 / 3)
+    assert scores["macro_f1"] == pytest.approx((1 + 2 / 3 + 0) / 3)
+
+
+def test_entity_f1_is_entity_level():
+    preds = TaskPredictions("token", ("O", "B-PER", "I-PER"),
+                            true=[["B-PER", "I-PER", "O"]], pred=[["B-PER", "O", "O"]])
+    scores = preds.scores()
+    assert scores["entity_f1"] == 0.0  # half an entity is a wrong entity
+    assert scores["token_accuracy"] == pytest.approx(2 / 3)

@@ -1,0 +1,94 @@
+import pytest
+import torch
+
+from mtl.data import Example, load_ner, load_sentiment, load_topic
+from mtl.heads import TaskSpec
+from mtl.model import IGNORE, MultiTaskModel, decode_entities
+
+
+def test_forward_returns_logits_for_requested_tasks_only(tiny_model):
+    features, _ = tiny_model.collate(load_topic("validation")[:3])
+    logits = tiny_model(features, tasks=["topic"])
+    assert list(logits) == ["topic"] and logits["topic"].shape == (3, 5)
+    all_logits = tiny_model(features)
+    assert all_logits["ner"].shape == (*features["input_ids"].shape, 9)
+    with pytest.raises(KeyError, match="Unknown task.*'genre'.*has tasks"):
+        tiny_model(features, tasks=["genre"])
+
+
+
+def test_collate_puts_tags_on_first_word_piece_only(tiny_model):
+    example = Example("Tony Blair visited Washington", {"ner": ("B-PER", "I-PER", "O", "B-LOC")},
+                      ("Tony", "Blair", "visited", "Washington"))
+    features, labels = tiny_model.collate([example, load_topic("train")[0]])
+    ner = labels["ner"]
+    pieces = tiny_model.encoder.tokenizer.convert_ids_to_tokens(features["input_ids"][0])
+    tagged = [(piece, tiny_model.tasks["ner"].labels[i]) for piece, i in zip(pieces, ner[0].tolist()) if i != IGNORE]
+    assert [tag for _, tag in tagged] == ["B-PER", "I-PER", "O", "B-LOC"]
+    assert all(not piece.startswith("##") for piece, _ in tagged)
+    assert (ner[1] == IGNORE).all()  # the headline has no NER label
+    assert labels["topic"].tolist() == [IGNORE, tiny_model.label_id("topic", load_topic("train")[0].labels["topic"])]
+
+
+def test_an_example_labelled_for_two_tasks_gives_two_losses(tiny_model):
+    batch = load_ner("train")[:4]  # silver tags + the article's topic
+    features, labels = tiny_model.collate(batch)
+    losses = tiny_model.task_losses(tiny_model(features, tasks=list(labels)), labels)
+    assert set(losses) == {"ner", "topic"} and all(torch.isfinite(v) for v in losses.values())
+    only_sentiment = tiny_model.collate(load_sentiment("train")[:4])[1]
+    assert set(only_sentiment) == {"sentiment"}  # genre labels are ignored: this model has no genre head
+
+
+def test_unknown_label_is_an_error_naming_task_and_label(tiny_model):
+    with pytest.raises(ValueError, match="'sport' is not in the label set of task 'topic'"):
+        tiny_model.collate([Example("A headline", {"topic": "sport"})])
+
+
+def test_predict_gives_readable_labels_probabilities_and_spans(tiny_model):
+    texts = ["Shares fell in London.", "What a great film!", ""]
+    out = tiny_model.predict(texts)
+    assert len(out) == 3
+    for result in out:
+        assert result["topic"]["label"] in tiny_model.tasks["topic"].labels
+        assert sum(result["sentiment"]["probs"].values()) == pytest.approx(1, abs=1e-3)
+        for entity in result["ner"]["entities"]:
+            assert entity["type"] in ("PER", "ORG", "LOC", "MISC")
+    for text, result in zip(texts, out):
+        for entity in result["ner"]["entities"]:
+            assert text[entity["start"]:entity["end"]] == entity["text"]
+
+
+def test_decode_entities_merges_bio_spans():
+    labels = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")
+    text = "Tony Blair met Nokia"
+    # pieces: [CLS] tony blair met nok ##ia [SEP]
+    word_ids = [None, 0, 1, 2, 3, 3, None]
+    offsets = torch.tensor([[0, 0], [0, 4], [5, 10], [11, 14], [15, 18], [18, 20], [0, 0]])
+    tags = ["O", "B-PER", "I-PER", "O", "B-ORG", "I-ORG", "O"]
+    probs = torch.zeros(len(tags), len(labels))
+    for row, tag in enumerate(tags):
+        probs[row, labels.index(tag)] = 1.0
+    entities = decode_entities(text, probs, word_ids, offsets, labels)
+    assert [(e["text"], e["type"]) for e in entities] == [("Tony Blair", "PER"), ("Nokia", "ORG")]
+
+
+def test_save_and_load_round_trip(tiny_model, tmp_path):
+    tiny_model.save(tmp_path / "m")
+    loaded = MultiTaskModel.load(tmp_path / "m", tasks=list(tiny_model.tasks.values()))
+    features, _ = tiny_model.collate(load_ner("validation")[:2])
+    tiny_model.eval(), loaded.eval()
+    for task, value in tiny_model(features).items():
+        assert torch.allclose(value, loaded(features)[task], atol=1e-6)
+    other = [TaskSpec("topic", "sentence", ("a", "b"))]
+    with pytest.raises(ValueError, match="were expected"):
+        MultiTaskModel.load(tmp_path / "m", tasks=other)
+
+
+def test_frozen_components_stay_in_eval_mode(tiny_model):
+    from mtl.freezing import freeze
+
+    freeze(tiny_model, "bottom:2")
+    tiny_model.train()
+    blocks = tiny_model.encoder.blocks
+    assert [b.training for b in blocks] == [False, False, True, True]
+    assert not tiny_model.encoder.transformer.auto_model.embeddings.training
