@@ -1,5 +1,8 @@
 """Command line: ``python -m mtl train CONFIG.json`` (or ``accelerate launch -m mtl train CONFIG.json``).
 
+Several CPU processes: ``ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 -m mtl train ...``
+(``accelerate launch --cpu --num_processes 2`` starts only one process unless it can use mpirun).
+
 CONFIG is JSON: {"tasks": [...built-in task names...], "model": {build_model arguments},
 "train_limit": int | null, "val_limit": int | null, "train": {TrainConfig fields; output_dir required}}.
 The best model is saved to <output_dir>/best, a resumable checkpoint to <output_dir>/last.
@@ -7,6 +10,7 @@ The best model is saved to <output_dir>/best, a resumable checkpoint to <output_
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -22,14 +26,39 @@ def load_config(path: Path) -> dict:
         raise SystemExit(f"error: config file {path} does not exist") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise SystemExit(f"error: {path} is not valid UTF-8 JSON: {err}") from None
+    if not isinstance(config, dict) or not isinstance(config.get("train", {}), dict):
+        raise SystemExit(f"error: {path}: expected a JSON object whose 'train' is an object (see configs/tiny.json)")
     unknown = set(config) - CONFIG_KEYS
     if unknown or "tasks" not in config or not config.get("train", {}).get("output_dir"):
         raise SystemExit(f"error: {path}: needs 'tasks' and 'train.output_dir'; allowed keys are "
                          f"{sorted(CONFIG_KEYS)}" + (f", unknown {sorted(unknown)}" if unknown else ""))
+    from mtl.tasks import LOADERS, build_model
+    from mtl.train import TrainConfig
+
+    tasks, model = config["tasks"], config.get("model", {})
+    model_keys = sorted(set(inspect.signature(build_model).parameters) - {"tasks"})
+    problems = []
+    if not isinstance(tasks, list) or not tasks or not all(isinstance(t, str) for t in tasks):
+        problems.append(f"'tasks' must be a non-empty list of task names, got {tasks!r}")
+    elif set(tasks) - set(LOADERS):
+        problems.append(f"unknown task(s) {sorted(set(tasks) - set(LOADERS))}; built-in tasks are {list(LOADERS)}")
+    if not isinstance(model, dict) or not set(model) <= set(model_keys):
+        problems.append(f"'model' must be an object with keys among {model_keys}, got {model!r}")
+    for key in ("train_limit", "val_limit"):
+        if config.get(key) is not None and (type(config[key]) is not int or config[key] < 1):
+            problems.append(f"'{key}' must be a positive integer or null, got {config[key]!r}")
+    try:
+        TrainConfig.from_dict(config["train"])
+    except (TypeError, ValueError) as err:
+        problems.append(f"'train': {err}")
+    if problems:
+        raise SystemExit(f"error: {path}: " + "; ".join(problems))
     return config
 
 
 def train_command(config_path: Path, resume: bool) -> None:
+    from accelerate import PartialState
+
     from mtl.tasks import build_model, load_datasets
     from mtl.train import TrainConfig, train
     from mtl.utils import quiet_libraries, set_seed
@@ -42,8 +71,14 @@ def train_command(config_path: Path, resume: bool) -> None:
     train_sets = load_datasets(config["tasks"], "train", config.get("train_limit"), train_config.seed)
     val_sets = load_datasets(config["tasks"], "validation", config.get("val_limit"), train_config.seed)
     last = Path(train_config.output_dir) / "last"
-    history = train(model, train_sets, val_sets, train_config, resume_from=last if resume and last.exists() else None)
-    print(history.round(4).to_string(index=False))
+    resume_from = last if resume and last.exists() else None
+    history = train(model, train_sets, val_sets, train_config, resume_from=resume_from)
+    processes = PartialState()  # as train's Accelerator set it up; under accelerate launch only the main one prints
+    if processes.is_main_process:
+        start = f"resumed from {resume_from}" if resume_from else "from scratch"
+        print(f"trained on {processes.num_processes} process(es) ({processes.device.type}), {start}; "
+              f"saved in {last.parent}")
+        print(history.round(4).to_string(index=False))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -25,16 +25,28 @@ def atomic_directory(target: Path, write) -> None:
     """Call ``write(tmp_dir)``, then swap ``tmp_dir`` into ``target`` (old copy removed only after the rename)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    old = restore_interrupted(target)
+    for leftover in target.parent.glob(f".{target.name}.*"):  # of a run killed mid-write or while deleting ``old``
+        shutil.rmtree(leftover, ignore_errors=True)  # (os.replace cannot overwrite a non-empty ``old``)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:
         write(tmp)
-        old = target.with_name(f".{target.name}.old")
         if target.exists():
             os.replace(target, old)
         os.replace(tmp, target)
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def restore_interrupted(target: Path) -> Path:
+    """Undo a swap killed between its two renames (``target`` gone, its previous copy kept aside); returns where
+    ``atomic_directory`` keeps that previous copy."""
+    target = Path(target)
+    old = target.with_name(f".{target.name}.old")
+    if not target.exists() and old.is_dir():
+        os.replace(old, target)
+    return old
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.models import Dense, LayerNorm, Normalize, Pooling, Transformer
 from torch import nn
@@ -38,6 +39,7 @@ class SentenceEncoder(nn.Module):
         if getattr(self.transformer.auto_model, "pooler", None) is not None:
             self.transformer.auto_model.pooler = None  # BERT's [CLS] pooler: sentence-transformers never reads it
         self.prefix_cache: PrefixCache | None = None  # set by ``use_prefix_cache`` (training with frozen layers)
+        self.is_quantized = False  # True for the int8 copies made by ``quantized``
 
     @classmethod
     def build(
@@ -70,13 +72,34 @@ class SentenceEncoder(nn.Module):
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device | None = None) -> SentenceEncoder:
-        """Load a folder written by ``save`` (or any sentence-transformers folder)."""
+        """Load a folder written by ``save`` (or any sentence-transformers folder); a damaged file is an error naming
+        it, and so is a missing tokenizer file (transformers would quietly build a tokenizer without a vocabulary)."""
         if not (Path(path) / "modules.json").is_file():
             raise FileNotFoundError(f"{path} is not a saved encoder: it has no modules.json.")
-        return cls(SentenceTransformer(str(path), device=str(resolve_device(device))))
+        check_saved_files(Path(path))
+        encoder = cls(SentenceTransformer(str(path), device=str(resolve_device(device))))
+        if len(encoder.tokenizer) <= len(encoder.tokenizer.all_special_tokens):
+            raise ValueError(f"{path}: the tokenizer has no vocabulary beyond its special tokens; its tokenizer.json "
+                             "(or vocab file) is missing.")
+        return encoder
+
+    def quantized(self, calibration_texts: Sequence[str] | None = None, alpha: float | None = None) -> SentenceEncoder:
+        """An int8 copy for faster CPU inference (dynamic quantisation of the linear layers; see ``mtl.quantize``).
+
+        Needs no data; ``calibration_texts`` (a few hundred texts from the domain you will encode) add SmoothQuant
+        scaling of strength ``alpha``. The copy runs on CPU and cannot be trained or saved (save this float32
+        encoder and quantise after loading); this encoder is left unchanged.
+        """
+        from mtl.quantize import SMOOTHING_ALPHA, quantize_encoder
+
+        return quantize_encoder(self, calibration_texts, SMOOTHING_ALPHA if alpha is None else alpha)
 
     def save(self, path: str | Path) -> None:
         """Write a sentence-transformers folder (weights as safetensors), leaving train/eval modes as they were."""
+        if self.is_quantized:
+            raise NotImplementedError("A quantised encoder cannot be saved: its int8 weights are packed for fbgemm and "
+                                      "are not a sentence-transformers folder. Save the float32 encoder and call "
+                                      "`.quantized()` after loading it.")
         modes = [module.training for module in self.modules()]
         self.model.save(str(path))  # sentence-transformers switches modules to eval mode while saving
         for module, mode in zip(self.modules(), modes):
@@ -137,7 +160,7 @@ class SentenceEncoder(nn.Module):
     def use_prefix_cache(self, enabled: bool = True, cache: PrefixCache | None = None) -> None:
         """Cache the output of the frozen bottom blocks (see ``mtl.prefix_cache``); no effect if none is frozen.
         Pass ``cache`` to share one across models with the same frozen bottom (e.g. several seeds)."""
-        self.prefix_cache = (cache or PrefixCache()) if enabled else None
+        self.prefix_cache = (PrefixCache() if cache is None else cache) if enabled else None  # an empty cache is falsy
 
     @property
     def blocks(self) -> nn.ModuleList | None:
@@ -210,6 +233,22 @@ def check_texts(texts: Sequence[str]) -> None:
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise TypeError(f"Item {i} is {type(text).__name__}, not str: {text!r:.60}")
+
+
+def check_saved_files(folder: Path) -> None:
+    """Parse every JSON file and read every safetensors header under ``folder``: a truncated or garbled file is an
+    error naming it (the libraries' own errors often do not name the file)."""
+    for file in sorted(folder.rglob("*.json")):
+        try:
+            json.loads(file.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{file} is not valid JSON: {err}") from err
+    for file in sorted(folder.rglob("*.safetensors")):
+        try:
+            with safe_open(str(file), framework="pt"):
+                pass
+        except Exception as err:  # safetensors has its own error types for truncated / corrupt files
+            raise ValueError(f"{file} is corrupted or not a safetensors file: {err}") from err
 
 
 def _default_max_seq_length(path: str) -> int:

@@ -28,7 +28,7 @@ from transformers import get_linear_schedule_with_warmup
 from mtl.checkpoint import (atomic_directory, load_state, numpy_state, optimizer_tensors, restore_numpy,
                             restore_optimizer, restore_rng, rng_states, save_state)
 from mtl.data import Example
-from mtl.freezing import freeze
+from mtl.freezing import components, freeze, select, unfreeze
 from mtl.losses import LossWeighting
 from mtl.metrics import evaluate
 from mtl.model import MultiTaskModel
@@ -58,6 +58,8 @@ class TrainConfig:
     patience: int | None = 2  # stop after this many epochs without a better validation score; None: never
     seed: int = 0  # seeds weights of new heads, dropout, batch order and task schedule
     freeze: list[str] = field(default_factory=list)  # components frozen before training (mtl.freezing selectors)
+    unfreeze_schedule: dict[int, list[str]] = field(default_factory=dict)  # {epoch: selectors unfrozen as it starts}
+    layer_lr_decay: float = 1.0  # block i of L learns at encoder_lr * decay**(L-1-i), embeddings at decay**L; 1: one rate
     cache_frozen: bool = True  # compute the frozen bottom of the backbone once (mtl.prefix_cache)
     output_dir: str | None = None  # if set: best/ (best model), last/ (resumable checkpoint), history.csv
     checkpoint_every: int | None = None  # also write last/ every this many steps (it is always written per epoch)
@@ -67,6 +69,16 @@ class TrainConfig:
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1 or (self.steps_per_epoch is not None and self.steps_per_epoch < 1):
             raise ValueError("epochs, batch_size and steps_per_epoch must be positive.")
+        if not self.layer_lr_decay > 0:
+            raise ValueError(f"layer_lr_decay must be positive, got {self.layer_lr_decay}.")
+        schedule = {}
+        for epoch, selectors in self.unfreeze_schedule.items():  # JSON object keys are strings: "2" -> 2
+            if not str(epoch).isdigit() or not 1 <= int(epoch) <= self.epochs:
+                raise ValueError(f"unfreeze_schedule keys must be epochs 1..{self.epochs}, got {epoch!r}.")
+            if not isinstance(selectors, list) or not all(isinstance(s, str) for s in selectors):
+                raise TypeError(f"unfreeze_schedule[{epoch!r}] must be a list of selectors, got {selectors!r}.")
+            schedule[int(epoch)] = list(selectors)
+        self.unfreeze_schedule = dict(sorted(schedule.items()))
 
     @classmethod
     def from_dict(cls, values: Mapping) -> TrainConfig:
@@ -77,7 +89,8 @@ class TrainConfig:
             raise ValueError(f"Unknown TrainConfig field(s) {unknown}; valid fields are {sorted(hints)}.")
         for name, value in values.items():
             if not _matches(value, hints[name]):
-                raise TypeError(f"TrainConfig.{name} must be {hints[name]}, got {type(value).__name__} {value!r}.")
+                expected = hints[name].__name__ if isinstance(hints[name], type) else hints[name]  # int, int | None
+                raise TypeError(f"TrainConfig.{name} must be {expected}, got {type(value).__name__} {value!r}.")
         return cls(**values)
 
 
@@ -127,15 +140,34 @@ class MultiTaskObjective(nn.Module):
 
 
 def parameter_groups(objective: MultiTaskObjective, config: TrainConfig) -> list[dict]:
-    """AdamW groups: encoder vs heads (own learning rates); no weight decay on biases, norms, log-variances."""
+    """AdamW groups: encoder vs heads (own learning rates), the encoder split per component when ``layer_lr_decay``
+    is not 1 (see ``layer_learning_rates``); no weight decay on biases, norms, log-variances. Encoder groups come
+    first, top-down, so group 0 always runs at ``encoder_lr``."""
+    rates = layer_learning_rates(objective.model, config.encoder_lr, config.layer_lr_decay)
+    component_of = {id(p): name for name, module in components(objective.model).items() if name in rates
+                    for p in module.parameters()}
     groups: dict[tuple[str, bool], list[nn.Parameter]] = {}
     for name, param in objective.named_parameters():  # frozen ones too: AdamW skips them while they have no grad
-        part = "encoder" if name.startswith("model.encoder.") else "heads"
-        decay = param.ndim >= 2
-        groups.setdefault((part, decay), []).append(param)
-    lr = {"encoder": config.encoder_lr, "heads": config.head_lr}
-    return [{"params": params, "lr": lr[part], "weight_decay": config.weight_decay if decay else 0.0, "name": part}
-            for (part, decay), params in groups.items()]
+        part = "heads"
+        if name.startswith("model.encoder."):
+            part = component_of.get(id(param), "encoder") if config.layer_lr_decay != 1.0 else "encoder"
+        groups.setdefault((part, param.ndim >= 2), []).append(param)
+    lr = {**rates, "encoder": config.encoder_lr, "heads": config.head_lr}
+    order = sorted(groups, key=lambda key: (key[0] == "heads", -lr[key[0]]))  # stable: ties keep model order
+    return [{"params": groups[part, decay], "lr": lr[part], "weight_decay": config.weight_decay if decay else 0.0,
+             "name": part} for part, decay in order]
+
+
+def layer_learning_rates(model: MultiTaskModel, encoder_lr: float, decay: float = 1.0) -> dict[str, float]:
+    """Learning rate per encoder component (discriminative fine-tuning, Howard & Ruder 2018): the top block gets
+    ``encoder_lr``, each block below ``decay`` times the one above, the embeddings ``decay`` times the lowest block;
+    the projection and LayerNorm after the blocks get ``encoder_lr``."""
+    names = [name for name in components(model) if not name.startswith("head.")]
+    depth = sum(name.startswith("layer.") for name in names)
+    position = {name: int(name.split(".")[1]) for name in names if name.startswith("layer.")}
+    position["embeddings"] = -1
+    return {name: encoder_lr * decay ** (depth - 1 - position[name]) if name in position else encoder_lr
+            for name in names}
 
 
 def main_score(scores: Mapping[str, float], model: MultiTaskModel) -> float:
@@ -159,12 +191,20 @@ def train(model: MultiTaskModel, train_sets: Mapping[str, Sequence[Example]],
     sizes = {name: len(examples) for name, examples in {**train_sets, **val_sets}.items()}
     if not train_sets or not val_sets or min(sizes.values()) == 0:
         raise ValueError(f"Every training and validation dataset needs examples, got sizes {sizes}.")
+    for split, datasets in (("training", train_sets), ("validation", val_sets)):
+        for name, examples in datasets.items():
+            model.check_examples(examples, f"{split} set {name!r}")  # bad labels fail now, not mid-epoch
     if config.checkpoint_every and not config.output_dir:
         raise ValueError("checkpoint_every needs an output_dir to write checkpoints to.")
+    for selector in config.freeze + [s for selectors in config.unfreeze_schedule.values() for s in selectors]:
+        select(model, selector)  # a typo fails now, not epochs later
     if config.freeze:
         freeze(model, *config.freeze)
     model.encoder.use_prefix_cache(config.cache_frozen, prefix_cache)
     accelerator = Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    if config.unfreeze_schedule and accelerator.num_processes > 1:
+        raise NotImplementedError("unfreeze_schedule needs a single process: DistributedDataParallel only "
+                                  "synchronises the parameters that were trainable when it wrapped the model.")
     weighting = LossWeighting(list(model.tasks), config.loss_weighting, config.task_weights)
     objective = MultiTaskObjective(model, weighting).to(accelerator.device)
     optimizer = torch.optim.AdamW(parameter_groups(objective, config))
@@ -184,6 +224,9 @@ def train(model: MultiTaskModel, train_sets: Mapping[str, Sequence[Example]],
     rank, world = accelerator.process_index, accelerator.num_processes
     show = config.progress and accelerator.is_main_process
     while loop.epoch <= config.epochs:
+        unfrozen = [s for epoch, selectors in config.unfreeze_schedule.items() if epoch <= loop.epoch for s in selectors]
+        if unfrozen:  # gradual unfreezing; every entry up to this epoch, so a resumed run catches up
+            unfreeze(model, *unfrozen)  # the prefix cache notices the smaller frozen depth and starts over
         if loop.schedule is None:
             loop.schedule = task_schedule(train_sizes, config.sampling, steps_per_epoch, rng, config.temperature)
         objective.train()
@@ -192,12 +235,13 @@ def train(model: MultiTaskModel, train_sets: Mapping[str, Sequence[Example]],
             batch = streams[dataset].next(config.batch_size)[rank::world]  # this process's shard
             features, labels = model.collate(batch)
             loss, losses = objective(features, labels)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"Loss is {loss.item()} at epoch {loop.epoch}, step {loop.step + 1} (dataset {dataset!r}, batch "
-                    f"starting {batch[0].text!r:.80}); training stopped, the last checkpoint is kept.")
             accelerator.backward(loss)
-            accelerator.clip_grad_norm_(objective.parameters(), config.max_grad_norm)
+            grad_norm = accelerator.clip_grad_norm_(objective.parameters(), config.max_grad_norm)
+            if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):  # checked before the step spoils the weights
+                raise FloatingPointError(
+                    f"Loss is {loss.item()} (gradient norm {grad_norm.item()}) at epoch {loop.epoch}, step "
+                    f"{loop.step + 1} (dataset {dataset!r}, batch starting {batch[0].text!r:.80}); training stopped, "
+                    "the last checkpoint is kept.")
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad()
@@ -286,7 +330,11 @@ def resume(path: Path, model, weighting, optimizer, scheduler, rng, streams) -> 
     restore_rng(tensors, meta)
     restore_numpy(rng, meta["numpy_rng"])
     for name, stream in streams.items():
-        stream.order, stream.position = tensors[f"stream.{name}"].numpy(), meta["stream_positions"][name]
+        order = tensors.get(f"stream.{name}", torch.zeros(0, dtype=torch.long)).numpy()
+        if len(order) != len(stream.examples):
+            raise ValueError(f"{path} was written for {len(order)} training examples in {name!r}, but there are "
+                             f"{len(stream.examples)}; resume with the same data and config.")
+        stream.order, stream.position = order, meta["stream_positions"][name]
     loop = LoopState(**meta["loop"])
     loop.best_score = -math.inf if loop.best_score is None else loop.best_score
     return loop

@@ -1,0 +1,109 @@
+"""The command line: config-file errors of ``python -m mtl train CONFIG.json``, and a run on two CPU processes.
+
+A kill and ``--resume`` through the command line is in test_reliability.py.
+
+On a machine without a GPU, ``accelerate launch --num_processes 2 --cpu`` starts ONE process (accelerate's simple
+launcher; several CPU processes need mpirun there), and ``--multi_gpu`` alone starts two processes that each believe
+they are the only one. Two cooperating CPU processes need ``--multi_gpu`` (torchrun) plus ``ACCELERATE_USE_CPU=true``,
+which is what the test below runs, and it checks that the run really had two processes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mtl.__main__ import main
+from mtl.checkpoint import load_state
+from mtl.model import MultiTaskModel
+from mtl.tasks import task_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = json.loads((ROOT / "configs" / "tiny.json").read_text())
+
+
+def write_config(tmp_path: Path, config: dict | None = None, raw: bytes | None = None) -> Path:
+    path = tmp_path / "run.json"
+    if raw is not None:
+        path.write_bytes(raw)
+    else:
+        config = config or json.loads(json.dumps(TINY))
+        config["train"]["output_dir"] = str(tmp_path / "run")
+        path.write_text(json.dumps(config))
+    return path
+
+
+def changed(section: str | None, **values) -> dict:
+    """The tiny config with some values changed (at the top level, or in the "train" or "model" section)."""
+    config = json.loads(json.dumps(TINY))
+    (config[section] if section else config).update(values)
+    return config
+
+
+@pytest.mark.parametrize("config, raw, message", [
+    (None, b'{"tasks": ["topic"], "train": {"output_dir": "r", "epochs": 1}', r"run\.json is not valid UTF-8 JSON"),
+    (None, '{"tasks": ["topic"], "note": "caf\u00e9"}'.encode("cp1252"), r"run\.json is not valid UTF-8 JSON"),
+    (changed(None, trian={}), None, r"run\.json: needs 'tasks' and 'train\.output_dir'.*unknown \['trian'\]"),
+    (changed("train", epoch=2), None, r"error: .*run\.json: 'train': Unknown TrainConfig field\(s\) \['epoch'\]"),
+    (changed("train", epochs="2"), None, r"error: .*run\.json: 'train': TrainConfig\.epochs must be int, got str '2'"),
+    (changed("train", checkpoint_every=2.5), None, r"'train': TrainConfig\.checkpoint_every must be int \| None"),
+    (changed(None, tasks=["topic", "sentimnet"]), None, r"run\.json: unknown task\(s\) \['sentimnet'\]; built-in"),
+    (None, b'["tasks"]', r"run\.json: expected a JSON object"),
+    (changed(None, tasks="topic"), None, r"run\.json: 'tasks' must be a non-empty list of task names, got 'topic'"),
+    (changed("model", backbon="scratch"), None, r"run\.json: 'model' must be an object with keys among \['backbone'"),
+    (changed(None, train_limit="64"), None, r"run\.json: 'train_limit' must be a positive integer or null, got '64'"),
+    (changed(None, val_limit=0), None, r"run\.json: 'val_limit' must be a positive integer or null, got 0"),
+], ids=["truncated JSON", "not UTF-8", "unknown key", "unknown train field", "wrong type", "float for int",
+        "unknown task", "not an object", "tasks not a list", "unknown model key", "limit as string", "zero limit"])
+def test_a_bad_config_file_is_an_error_naming_the_file_and_the_problem(tmp_path, config, raw, message):
+    path = write_config(tmp_path, config, raw)
+    with pytest.raises(SystemExit, match=message):
+        main(["train", str(path)])
+    assert not (tmp_path / "run").exists()  # nothing was trained
+
+
+def test_a_missing_config_file_is_an_error_naming_it(tmp_path):
+    with pytest.raises(SystemExit, match=r"config file .*nope\.json does not exist"):
+        main(["train", str(tmp_path / "nope.json")])
+
+
+def test_a_config_without_output_dir_is_an_error(tmp_path):
+    config = changed(None)
+    del config["train"]["output_dir"]
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(config))
+    with pytest.raises(SystemExit, match=r"run\.json: needs 'tasks' and 'train\.output_dir'"):
+        main(["train", str(path)])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_accelerate_launch_on_two_cpu_processes_finishes_and_saves_a_loadable_model(tmp_path):
+    config = write_config(tmp_path)
+    accelerate = Path(sys.executable).with_name("accelerate")
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false"}
+    result = subprocess.run(
+        [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+         "-m", "mtl", "train", str(config)],
+        env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "trained on 2 process(es) (cpu), from scratch" in result.stdout  # two cooperating processes
+    assert result.stdout.count("val/main") == 1  # only the main process prints the history
+    out = tmp_path / "run"
+    assert len(pd.read_csv(out / "history.csv")) == TINY["train"]["epochs"]
+    model = MultiTaskModel.load(out / "best", tasks=[task_spec(name) for name in TINY["tasks"]])
+    [prediction] = model.predict(["Arsenal beat Chelsea in London."])
+    assert set(prediction) == set(TINY["tasks"]) and prediction["topic"]["label"] in task_spec("topic").labels
+    assert load_state(out / "last")[1]["loop"]["epoch"] == TINY["train"]["epochs"] + 1  # a finished checkpoint
