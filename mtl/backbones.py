@@ -59,7 +59,11 @@ def scratch_path(seed: int = 0) -> Path:
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        tmp.rename(target)
+        try:
+            tmp.rename(target)
+        except OSError:  # another process (e.g. a second `accelerate launch` rank) built it first: same seed, same weights
+            if not (target / "config.json").exists():
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target

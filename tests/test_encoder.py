@@ -160,3 +160,25 @@ def test_scratch_builds_offline_and_deterministically(tmp_path, monkeypatch, no_
 def test_scratch_backbone_name(no_network):
     encoder = SentenceEncoder.build("scratch", pooling="cls")
     assert encoder.dim == 128 and len(encoder.transformer.auto_model.encoder.layer) == 4
+
+
+
+def test_scratch_backbone_built_concurrently_by_two_processes(tmp_path, monkeypatch):
+    """Two ranks of `accelerate launch` build the scratch model at once on a fresh clone: the loser of the rename
+    race must use the winner's folder instead of failing with 'Directory not empty'."""
+    import shutil
+    from pathlib import Path
+
+    import mtl.backbones as backbones
+
+    monkeypatch.setattr(backbones, "MODELS_DIR", tmp_path)
+    real_rename = Path.rename
+
+    def rename_after_the_other_rank(self, target):
+        shutil.copytree(self, target)  # the other rank finished first
+        return real_rename(self, target)  # so this rename fails: the target exists and is not empty
+
+    monkeypatch.setattr(Path, "rename", rename_after_the_other_rank)
+    path = backbones.scratch_path(seed=0)
+    assert (path / "config.json").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # the loser's temporary folder is gone
