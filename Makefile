@@ -31,9 +31,8 @@ unit: data
 nbval: data
 	$(PY) -m pytest notebooks $(NBVAL) -q
 
-bench: data
-	$(PY) benchmarks/encode.py
-	$(PY) benchmarks/frozen_cache.py
+bench: data                          ## time every notebook and list the slowest cells
+	$(PY) benchmarks/notebook_times.py
 
 clean:
 	rm -rf $(VENV) data/raw data/models data/cache
