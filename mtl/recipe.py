@@ -1,7 +1,7 @@
 """The project's training recipe (notebook 04), in one place so notebook 05 can retrain it for more seeds and as
 single-task models with the same budget.
 
-Choices, measured in notebooks 03 and 04: MiniLM with mean pooling; the embeddings and the 4 lowest of its 6
+Choices (a first cut sized for two CPU cores; notebooks 03 and 04 are to measure them): MiniLM with mean pooling; the embeddings and the 4 lowest of its 6
 blocks frozen and cached (``mtl.prefix_cache``), so each step runs only the top 2 blocks and the heads; the three
 tasks mixed by temperature sampling (T=2) with equal loss weights; training subsets sized to fit the CPU budget.
 """
