@@ -1,0 +1,172 @@
+"""Tests for mtl.prefix_cache: the cached path gives the plain path's losses and gradients (sentence and token heads,
+however batches are composed), entries are never served for other frozen weights or depths, and a cache can be
+shared across models."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from mtl.freezing import freeze, unfreeze
+from mtl.prefix_cache import PrefixCache
+from mtl.tasks import build_model, load_datasets
+from mtl.train import TrainConfig, train
+from mtl.utils import set_seed
+
+TASKS = ["topic", "ner"]  # a sentence head and a token head
+
+
+@pytest.fixture(scope="module")
+def examples():
+    data = load_datasets(TASKS, "train", limit=12)
+    return {"topic": data["topic"], "ner": data["ner"]}
+
+
+def fresh_model(seed: int = 0):
+    set_seed(seed)
+    return build_model(TASKS, backbone="scratch", max_seq_length=32)
+
+
+def loss_and_grads(model, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Summed task losses on a batch and the gradient of every trainable parameter (dropout off: deterministic)."""
+    model.eval()
+    model.zero_grad()
+    features, labels = model.collate(batch)
+    loss = sum(model.task_losses(model(features, tasks=list(labels)), labels).values())
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def assert_same(plain, cached):
+    torch.testing.assert_close(cached[0], plain[0], atol=1e-5, rtol=0)
+    assert plain[1].keys() == cached[1].keys() and plain[1]
+    for name in plain[1]:
+        torch.testing.assert_close(cached[1][name], plain[1][name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("frozen", ["encoder", "bottom:2"])
+def test_cached_path_gives_the_plain_loss_and_gradients_whatever_the_batching(examples, task, frozen):
+    model = fresh_model()
+    freeze(model, frozen)
+    data = examples[task]
+    lengths = [len(model.encoder.tokenizer(ex.text)["input_ids"]) for ex in data]
+    assert len(set(lengths)) > 3  # different lengths: padding differs with the batch composition
+    lookup = [sorted(data, key=lambda ex: len(ex.text))[:4], data[5:9]]  # batches unlike the filling pass
+    plain = [loss_and_grads(model, batch) for batch in lookup]
+
+    model.encoder.use_prefix_cache()
+    cache = model.encoder.prefix_cache
+    for start in range(0, len(data), 5):  # fill in other batches (other padding widths)
+        loss_and_grads(model, data[start : start + 5])
+    filled = cache.misses
+    assert len(cache) == filled == len({ex.text for ex in data}) and cache.depth == model.encoder.frozen_depth()
+    for batch, expected in zip(lookup, plain):
+        assert_same(expected, loss_and_grads(model, batch))
+    assert cache.misses == filled and cache.hits >= 8  # served from the cache, nothing recomputed
+
+
+def test_whole_encoder_frozen_runs_no_block(examples, monkeypatch):
+    model = fresh_model()
+    freeze(model, "encoder")
+    model.encoder.use_prefix_cache()
+    loss_and_grads(model, examples["topic"][:6])
+    calls = []
+    for block in model.encoder.blocks:
+        monkeypatch.setattr(block, "forward", lambda *a, **k: calls.append(1))
+    loss_and_grads(model, examples["topic"][:6])
+    assert not calls
+
+
+def test_changing_the_frozen_set_invalidates_the_cache(examples):
+    model = fresh_model()
+    freeze(model, "bottom:3")
+    model.encoder.use_prefix_cache()
+    cache = model.encoder.prefix_cache
+    batch = examples["topic"][:6]
+    loss_and_grads(model, batch)
+    assert (cache.depth, len(cache)) == (3, 6)
+    unfreeze(model, "layer.2")  # depth 3 -> 2: the stored hidden states are one block too high
+    model.encoder.use_prefix_cache(False)
+    plain = loss_and_grads(model, batch)
+    model.encoder.use_prefix_cache(True, cache)
+    assert_same(plain, loss_and_grads(model, batch))
+    assert cache.depth == 2 and cache.misses == 6 and cache.hits == 0
+
+
+def test_frozen_weights_changed_in_place_invalidate_the_cache(examples):
+    model = fresh_model()
+    freeze(model, "encoder")
+    model.encoder.use_prefix_cache()
+    cache = model.encoder.prefix_cache
+    batch = examples["topic"][:6]
+    loss_and_grads(model, batch)
+    with torch.no_grad():  # e.g. load_state_dict of another checkpoint: same depth, same tensors, new values
+        model.encoder.blocks[1].output.dense.weight.mul_(1.5)
+    cached = loss_and_grads(model, batch)
+    assert (cache.misses, cache.hits) == (6, 0)  # cleared (statistics too) and recomputed
+    model.encoder.use_prefix_cache(False)
+    assert_same(loss_and_grads(model, batch), cached)
+
+
+def test_different_data_is_computed_not_reused(examples):
+    model = fresh_model()
+    freeze(model, "encoder")
+    model.encoder.use_prefix_cache()
+    cache = model.encoder.prefix_cache
+    loss_and_grads(model, examples["topic"][:6])
+    other = examples["topic"][6:12]
+    cached = loss_and_grads(model, other)
+    assert cache.misses == 12 and cache.hits == 0
+    model.encoder.use_prefix_cache(False)
+    assert_same(loss_and_grads(model, other), cached)
+
+
+def test_a_shared_cache_serves_models_with_the_same_frozen_bottom_only(examples):
+    cache = PrefixCache()
+    batch = examples["topic"][:6]
+    first = fresh_model(seed=0)
+    freeze(first, "encoder")
+    first.encoder.use_prefix_cache(True, cache)
+    assert first.encoder.prefix_cache is cache  # an empty cache is used, not replaced
+    loss_and_grads(first, batch)
+
+    second = fresh_model(seed=1)  # same pretrained (here: same saved scratch) backbone, other heads
+    freeze(second, "encoder")
+    second.encoder.use_prefix_cache(True, cache)
+    cached = loss_and_grads(second, batch)
+    assert (cache.misses, cache.hits) == (6, 6)  # the second model recomputed nothing
+    second.encoder.use_prefix_cache(False)
+    assert_same(loss_and_grads(second, batch), cached)
+
+    third = fresh_model(seed=2)
+    with torch.no_grad():  # another backbone: same architecture, other weights
+        third.encoder.transformer.auto_model.embeddings.word_embeddings.weight.add_(0.01)
+    freeze(third, "encoder")
+    third.encoder.use_prefix_cache(True, cache)
+    cached = loss_and_grads(third, batch)
+    assert cache.misses == 6 and cache.hits == 0  # cleared and recomputed, not served from the first backbone
+    third.encoder.use_prefix_cache(False)
+    assert_same(loss_and_grads(third, batch), cached)
+
+    copied = copy.deepcopy(first)
+    assert copied.encoder.prefix_cache is cache  # a deepcopy shares the cache (it checks weights before use)
+
+
+def test_training_with_the_cache_gives_the_weights_of_plain_training():
+    data = load_datasets(TASKS, "train", limit=24)
+    val = load_datasets(TASKS, "validation", limit=8)
+    results = {}
+    for cache_frozen in (True, False):
+        model = fresh_model()
+        config = TrainConfig(epochs=2, steps_per_epoch=3, batch_size=8, encoder_lr=1e-3, freeze=["bottom:2"],
+                             cache_frozen=cache_frozen, patience=None, progress=False)  # dropout on in the top
+        history = train(model, data, val, config)
+        results[cache_frozen] = model.state_dict(), history
+    (cached, cached_history), (plain, plain_history) = results[True], results[False]
+    for name in plain:
+        torch.testing.assert_close(cached[name], plain[name], atol=1e-5, rtol=1e-4, msg=name)
+    losses = [c for c in plain_history if c.startswith("train_loss/")]
+    torch.testing.assert_close(torch.tensor(cached_history[losses].values), torch.tensor(plain_history[losses].values),
+                               atol=1e-5, rtol=0)
