@@ -84,16 +84,12 @@ def time_notebook(path: Path, timeout: int, scratch: Path) -> NotebookTime:
     start = time.perf_counter()
     try:
         client.execute()
-    except (CellExecutionError, CellTimeoutError) as err:
-        failed = next((i for i, c in enumerate(notebook.cells) if c.cell_type == "code"
-                       and any(o.get("output_type") == "error" for o in c.get("outputs", []))), None)
-        kind = "timeout" if isinstance(err, CellTimeoutError) else "error"
-        result.status = f"{kind} in cell {failed - 1}" if failed is not None else kind
-    except Exception as err:  # a kernel that dies or cannot start: report it, go on with the next notebook
-        running = next((i for i, c in enumerate(notebook.cells) if c.cell_type == "code"
-                        and "shell.execute_reply" not in c.get("metadata", {}).get("execution", {})), None)
-        where = f" in cell {running - 1}" if running else ""
-        result.status = f"{type(err).__name__}{where}: {str(err).splitlines()[0][:60] if str(err) else ''}"
+    except Exception as err:  # an error, a timeout, a kernel that dies: report it, go on with the next notebook
+        unfinished = next((i for i, c in enumerate(notebook.cells) if c.cell_type == "code" and (
+            "shell.execute_reply" not in c.get("metadata", {}).get("execution", {})
+            or any(o.get("output_type") == "error" for o in c.get("outputs", [])))), None)
+        kind = {CellExecutionError: "error", CellTimeoutError: "timeout"}.get(type(err), type(err).__name__)
+        result.status = kind + (f" in cell {unfinished - 1}" if unfinished else "")  # [0] is the setup cell
     result.seconds = time.perf_counter() - start
     nbformat.write(notebook, copy)  # the executed copy, for a look at what ran (deleted with the folder)
     for index, cell in enumerate(notebook.cells[1:]):  # [0] is the setup cell

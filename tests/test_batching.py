@@ -1,0 +1,77 @@
+"""Length-sorted batching gives every row back in input order: encode, predict, predict_examples, embed_with_poolings.
+
+Each function batches texts sorted by length (less padding) and must undo the sort. The texts below are in an
+order unlike their length order, and the batches are small, so a missing or wrong inverse permutation shows up as
+rows that differ from the same text run alone.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mtl.data import Example
+from mtl.metrics import predict_examples
+from mtl.similarity import embed_with_poolings
+
+TEXTS = [
+    "Shares fell.",
+    "The central bank in Frankfurt raised interest rates again on Thursday, surprising analysts in London.",
+    "A new phone from Apple.",
+    "",
+    "Chelsea beat Arsenal two goals to one at Stamford Bridge in front of a record crowd.",
+    "Rain.",
+    "Parliament debated the education bill late into the night.",
+]
+assert sorted(TEXTS, key=len) != TEXTS and sorted(TEXTS, key=len, reverse=True) != TEXTS
+
+
+def test_the_batches_really_are_sorted_by_length(tiny_model, monkeypatch):
+    encoder, seen = tiny_model.encoder, []
+    tokenize = encoder.tokenize
+    monkeypatch.setattr(encoder, "tokenize", lambda batch: seen.append(list(batch)) or tokenize(batch))
+    encoder.encode(TEXTS, batch_size=2)
+    assert [t for batch in seen for t in batch] == sorted(TEXTS, key=len, reverse=True)
+
+
+def test_encode_restores_input_order(tiny_model):
+    encoder = tiny_model.encoder
+    batched = encoder.encode(TEXTS, batch_size=2)
+    alone = np.concatenate([encoder.encode([t]) for t in TEXTS])
+    np.testing.assert_allclose(batched, alone, atol=1e-5)
+    tensor = encoder.encode(TEXTS, batch_size=3, convert_to_tensor=True)
+    np.testing.assert_allclose(tensor.numpy(), alone, atol=1e-5)
+
+
+def test_predict_restores_input_order(tiny_model):
+    texts = [t for t in TEXTS if t]  # entity offsets need words
+    batched = tiny_model.predict(texts, batch_size=2)
+    alone = [tiny_model.predict([t])[0] for t in texts]
+    assert len(batched) == len(texts)
+    for text, got, expected in zip(texts, batched, alone):
+        for task in ("topic", "sentiment"):
+            assert got[task]["label"] == expected[task]["label"]
+            assert got[task]["probs"] == pytest.approx(expected[task]["probs"], abs=2e-4)
+        assert [(e["text"], e["start"]) for e in got["ner"]["entities"]] == \
+               [(e["text"], e["start"]) for e in expected["ner"]["entities"]]
+        for entity in got["ner"]["entities"]:  # offsets refer to this row's own text
+            assert text[entity["start"] : entity["end"]] == entity["text"] != ""
+
+
+def test_predict_examples_keeps_each_row_with_its_example(tiny_model):
+    labels = ["business", "tech", "politics", "sports", "entertainment", "tech", "politics"]
+    examples = [Example(text, {"topic": label}) for text, label in zip(TEXTS, labels)]
+    out = predict_examples(tiny_model, examples, batch_size=2)["topic"]
+    assert sorted(out.index) == list(range(len(examples)))
+    alone = {i: predict_examples(tiny_model, [ex], batch_size=1)["topic"] for i, ex in enumerate(examples)}
+    for row, i in enumerate(out.index):
+        assert out.true[row] == examples[i].labels["topic"]  # the gold label travelled with its example
+        assert out.pred[row] == alone[i].pred[0]
+        np.testing.assert_allclose(out.probs[row], alone[i].probs[0], atol=1e-5)
+
+
+def test_embed_with_poolings_restores_input_order(tiny_model):
+    encoder = tiny_model.encoder
+    batched = embed_with_poolings(encoder, TEXTS, ["mean", "max"], batch_size=2)
+    for mode in ("mean", "max"):
+        alone = np.concatenate([embed_with_poolings(encoder, [t], [mode])[mode] for t in TEXTS])
+        np.testing.assert_allclose(batched[mode], alone, atol=1e-5)
