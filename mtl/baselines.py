@@ -4,10 +4,13 @@
 - TF-IDF (word 1-2 grams) + logistic regression;
 - frozen sentence embeddings + logistic regression (what the encoder knows before any fine-tuning);
 - the VADER lexicon (Hutto & Gilbert 2014) for sentiment: compound >= 0.05 positive, <= -0.05 negative, else
-  neutral (VADER's documented thresholds).
+  neutral (VADER's documented thresholds);
+- for token tagging, each word's most frequent training tag (a memorising baseline in the spirit of CoNLL-2003's,
+  Tjong Kim Sang & De Meulder 2003).
 """
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 import numpy as np
@@ -50,3 +53,14 @@ def vader_lexicon(texts: Sequence[str]) -> list[str]:
     analyzer = SentimentIntensityAnalyzer()
     compounds = [analyzer.polarity_scores(text)["compound"] for text in texts]
     return ["positive" if c >= 0.05 else "negative" if c <= -0.05 else "neutral" for c in compounds]
+
+
+def most_frequent_tag(train_words: Sequence[Sequence[str]], train_tags: Sequence[Sequence[str]],
+                      test_words: Sequence[Sequence[str]], default: str = "O") -> list[list[str]]:
+    """Each test word's most frequent tag in training (ties: the tag seen first); ``default`` for unseen words."""
+    counts: defaultdict[str, Counter] = defaultdict(Counter)
+    for words, tags in zip(train_words, train_tags, strict=True):
+        for word, tag in zip(words, tags, strict=True):
+            counts[word][tag] += 1
+    best = {word: tags.most_common(1)[0][0] for word, tags in counts.items()}
+    return [[best.get(word, default) for word in words] for words in test_words]

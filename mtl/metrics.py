@@ -1,10 +1,13 @@
-"""Held-out predictions and scores per task: accuracy and macro-F1 (scikit-learn), entity-level F1 (seqeval)."""
+"""Held-out predictions and scores per task: accuracy and macro-F1 (scikit-learn), entity-level F1 (seqeval), and
+calibration (reliability bins, expected calibration error; Guo et al., "On Calibration of Modern Neural Networks",
+ICML 2017)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import torch
 from seqeval.metrics import f1_score as entity_f1
 from sklearn.metrics import accuracy_score, f1_score
@@ -87,3 +90,30 @@ def evaluate(model: MultiTaskModel, datasets: Mapping[str, Sequence[Example]],
             else:
                 pooled[name] = preds
     return {f"{name}/{metric}": value for name, preds in pooled.items() for metric, value in preds.scores().items()}
+
+
+def reliability_table(confidence: Sequence[float], correct: Sequence[bool], n_bins: int = 10) -> pd.DataFrame:
+    """Predictions grouped into ``n_bins`` equal-width bins of confidence (the probability of the predicted class):
+    per bin its edges, ``count``, mean ``confidence`` and ``accuracy`` (NaN for an empty bin). Bins are (lo, hi],
+    the first one [0, hi]."""
+    confidence, correct = np.asarray(confidence, dtype=float), np.asarray(correct, dtype=float)
+    if confidence.shape != correct.shape or confidence.ndim != 1 or len(confidence) == 0:
+        raise ValueError(f"Expected two equally long non-empty 1-D sequences, got shapes {confidence.shape} "
+                         f"and {correct.shape}.")
+    if n_bins < 1 or confidence.min() < 0 or confidence.max() > 1:
+        raise ValueError("Confidences must lie in [0, 1] and n_bins must be positive.")
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    bins = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)  # (lo, hi]; 0 -> first bin
+    count = np.bincount(bins, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_confidence = np.bincount(bins, confidence, n_bins) / count
+        accuracy = np.bincount(bins, correct, n_bins) / count
+    return pd.DataFrame({"lower": edges[:-1], "upper": edges[1:], "count": count,
+                         "confidence": mean_confidence, "accuracy": accuracy})
+
+
+def expected_calibration_error(confidence: Sequence[float], correct: Sequence[bool], n_bins: int = 10) -> float:
+    """ECE: the count-weighted mean of |accuracy - confidence| over equal-width confidence bins (0 = calibrated)."""
+    table = reliability_table(confidence, correct, n_bins)
+    filled = table[table["count"] > 0]
+    return float((filled["count"] * (filled.accuracy - filled.confidence).abs()).sum() / filled["count"].sum())

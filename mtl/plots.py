@@ -40,3 +40,29 @@ def confusion_heatmap(ax: plt.Axes, matrix: np.ndarray, labels: Sequence[str], t
     sns.heatmap(rates, ax=ax, vmin=0, vmax=1, cmap="Blues", annot=matrix, fmt="d", cbar=False,
                 xticklabels=labels, yticklabels=labels, square=True)
     ax.set(title=title, xlabel="predicted", ylabel="true")
+
+
+def reliability_diagram(ax: plt.Axes, table, title: str) -> None:
+    """Accuracy per confidence bin (bars, from ``mtl.metrics.reliability_table``) against the diagonal of perfect
+    calibration; the share of predictions in each bin is written on its bar."""
+    filled = table[table["count"] > 0]
+    width = float(table.upper.iloc[0] - table.lower.iloc[0])
+    ax.bar(filled.lower, filled.accuracy, width=width, align="edge", edgecolor="black", color="tab:blue",
+           alpha=0.8, label="accuracy in bin")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
+    ax.scatter(filled.confidence, filled.accuracy, color="black", s=12, zorder=3, label="(mean confidence, accuracy)")
+    share = filled["count"] / filled["count"].sum()
+    for lower, accuracy, s in zip(filled.lower, filled.accuracy, share):
+        ax.text(lower + width / 2, min(accuracy + 0.02, 0.97), f"{s:.0%}", ha="center", fontsize=7)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (probability of the predicted class)", ylabel="accuracy",
+           title=title)
+    ax.legend(loc="upper left", fontsize=8)
+
+
+def projection_scatter(ax: plt.Axes, points: np.ndarray, labels: Sequence[str], title: str,
+                       order: Sequence[str] | None = None) -> None:
+    """A 2-D projection (n, 2) of embeddings, one colour per label (legend in ``order``)."""
+    sns.scatterplot(x=points[:, 0], y=points[:, 1], hue=list(labels), hue_order=order, ax=ax, s=12, alpha=0.7,
+                    linewidth=0, palette="tab10")
+    ax.set(title=title, xticks=[], yticks=[], xlabel="PC 1", ylabel="PC 2")
+    ax.legend(fontsize=7, markerscale=1.5, loc="best")

@@ -1,0 +1,378 @@
+"""Held-out evaluation beyond one number (notebook 05): what the scores are made of, and whether a difference is real.
+
+- ``through_cache`` / ``predict_tests``: each task scored on its own test set, the frozen bottom of the encoder
+  served from a ``PrefixCache`` shared by every model in the notebook.
+- ``sentence_report``, ``entity_report``, ``confusion``: macro precision / recall / F1, one-vs-rest ROC-AUC and
+  confusion matrices (scikit-learn); entity-level scores per type (seqeval).
+- ``single_task_steps`` and ``seed_study``: the recipe (``mtl.recipe``) trained as one multi-task model and as one
+  model per task with the same number of steps per task, for several seeds.
+- ``paired_bootstrap``: is a difference between two models bigger than test-set noise? Resamples test examples,
+  paired by example and by seed (Efron & Tibshirani 1993; Berg-Kirkpatrick et al., EMNLP 2012, for NLP).
+- ``prediction_frame``, ``confident_mistakes``, ``scores_by``: predictions per example for error analysis.
+- ``inference_cost``: parameters and prediction time of one multi-task model against one model per task.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from seqeval.metrics import classification_report as seqeval_report
+from seqeval.metrics.sequence_labeling import get_entities
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, roc_auc_score
+from sklearn.model_selection import train_test_split
+
+from mtl import recipe
+from mtl.data import TASK_LABELS, Example
+from mtl.freezing import freeze
+from mtl.metrics import TaskPredictions, classification_scores, predict_examples
+from mtl.model import MultiTaskModel
+from mtl.prefix_cache import PrefixCache
+from mtl.sampling import task_probabilities
+from mtl.tasks import KINDS
+
+MAIN_METRIC = {"sentence": "macro_f1", "token": "entity_f1"}  # as in mtl.train: what selects epochs and is compared
+SETUPS = ("multi-task", "single-task")
+
+
+# ---- scoring a model on the test sets --------------------------------------------------------------------------
+
+@contextmanager
+def through_cache(model: MultiTaskModel, cache: PrefixCache, frozen: Sequence[str]) -> Iterator[MultiTaskModel]:
+    """Within the block, ``model`` runs with the components ``frozen`` (e.g. ``["bottom:4"]``) frozen and their output
+    taken from ``cache``; afterwards its trainable flags are restored. The cache checks the frozen weights itself, so
+    a model whose bottom differs from the cache's only costs a refill, never a wrong answer."""
+    flags = [p.requires_grad for p in model.parameters()]
+    freeze(model, *frozen)
+    model.encoder.use_prefix_cache(True, cache)
+    try:
+        yield model
+    finally:
+        model.encoder.use_prefix_cache(False)
+        for param, flag in zip(model.parameters(), flags):
+            param.requires_grad_(flag)
+        model.train(model.training)
+
+
+def predict_tests(model: MultiTaskModel, test_sets: Mapping[str, Sequence[Example]],
+                  batch_size: int = 128) -> dict[str, TaskPredictions]:
+    """Each of the model's tasks on its own test set only (``test_sets[task]``): topic on the headlines, although the
+    NER sentences carry topic labels too."""
+    return {task: predict_examples(model, test_sets[task], batch_size, tasks=[task])[task]
+            for task in model.tasks if task in test_sets}
+
+
+def flat_scores(predictions: Mapping[str, TaskPredictions]) -> dict[str, float]:
+    """{"task/metric": value}: accuracy and macro-F1 for sentence tasks, entity F1 for token tasks."""
+    return {f"{task}/{metric}": value for task, preds in predictions.items()
+            for metric, value in preds.scores().items() if metric != "token_accuracy"}
+
+
+def label_scores(task: str, examples: Sequence[Example], predicted: Sequence) -> dict[str, float]:
+    """{"task/metric": value} of predicted labels (sentence tasks) or tag lists (token tasks), one per example, e.g.
+    a baseline's output: accuracy and macro-F1 over the task's labels, or entity F1."""
+    gold = [ex.labels[task] for ex in examples]
+    if len(gold) != len(predicted):
+        raise ValueError(f"{len(predicted)} predictions for {len(gold)} examples of task {task!r}.")
+    if KINDS[task] == "token":
+        preds = TaskPredictions("token", TASK_LABELS[task], list(range(len(gold))), gold, list(predicted))
+        return {f"{task}/entity_f1": main_score(preds)}
+    return {f"{task}/{k}": v for k, v in classification_scores(gold, predicted, TASK_LABELS[task]).items()}
+
+
+def label_table(predictions: Mapping[str, Mapping[str, Sequence]], test_sets: Mapping[str, Sequence[Example]],
+                positions: Mapping[str, Sequence[int]] | None = None) -> pd.DataFrame:
+    """One row of ``label_scores`` per method: ``predictions[method][task]`` has one prediction per example of
+    ``test_sets[task]``; with ``positions``, only the examples at ``positions[task]`` are scored."""
+    rows = {}
+    for method, by_task in predictions.items():
+        rows[method] = {}
+        for task, predicted in by_task.items():
+            keep = range(len(test_sets[task])) if positions is None else positions[task]
+            rows[method] |= label_scores(task, [test_sets[task][i] for i in keep], [predicted[i] for i in keep])
+    return pd.DataFrame(rows).T
+
+
+def stratified_positions(examples: Sequence[Example], task: str, n: int, seed: int = 0) -> list[int]:
+    """Positions (sorted) of a label-stratified sample of ``n`` examples; all positions if ``n`` >= their number."""
+    positions = list(range(len(examples)))
+    if n >= len(examples):
+        return positions
+    labels = [ex.labels[task] for ex in examples] if KINDS.get(task) == "sentence" else None
+    kept, _ = train_test_split(positions, train_size=n, random_state=seed, stratify=labels)
+    return sorted(kept)
+
+
+def subset(preds: TaskPredictions, positions: Sequence[int]) -> TaskPredictions:
+    """The predictions of the examples at ``positions``, re-indexed to their place in ``positions`` (so they pair
+    with predictions made on ``[examples[i] for i in positions]``)."""
+    rank = {position: r for r, position in enumerate(positions)}
+    rows = [j for j, i in enumerate(preds.index) if i in rank]
+    pick = lambda values: [values[j] for j in rows] if values else []  # noqa: E731
+    return TaskPredictions(preds.kind, preds.labels, [rank[preds.index[j]] for j in rows], pick(preds.true),
+                           pick(preds.pred), pick(preds.probs))
+
+
+def sentence_report(preds: TaskPredictions) -> dict[str, float]:
+    """Accuracy, macro precision / recall / F1 and macro one-vs-rest ROC-AUC (from the class probabilities)."""
+    _check_kind(preds, "sentence")
+    labels = list(preds.labels)
+    precision, recall, f1, _ = precision_recall_fscore_support(preds.true, preds.pred, labels=labels,
+                                                               average="macro", zero_division=0)
+    probs = np.asarray(preds.probs, dtype=np.float64)
+    probs /= probs.sum(axis=1, keepdims=True)  # float32 softmax rows may miss 1 by 1e-7; scikit-learn checks
+    auc = roc_auc_score(preds.true, probs, multi_class="ovr", average="macro", labels=labels)
+    return {"n": len(preds.true), "accuracy": classification_scores(preds.true, preds.pred)["accuracy"],
+            "macro_precision": float(precision), "macro_recall": float(recall), "macro_f1": float(f1),
+            "roc_auc_ovr": float(auc)}
+
+
+def entity_report(preds: TaskPredictions) -> pd.DataFrame:
+    """Entity-level precision, recall, F1 and support per entity type, then the micro average (seqeval's default
+    mode: an entity counts only if its type and both boundaries match)."""
+    _check_kind(preds, "token")
+    report = seqeval_report(preds.true, preds.pred, output_dict=True, zero_division=0)
+    rows = {name: values for name, values in report.items() if name not in ("macro avg", "weighted avg")}
+    frame = pd.DataFrame(rows).T.rename(columns={"f1-score": "f1"})
+    frame["support"] = frame["support"].astype(int)
+    return frame[["precision", "recall", "f1", "support"]]
+
+
+def entity_type(tag: str) -> str:
+    """BIO tag -> entity type ("B-PER" -> "PER"); "O" stays "O"."""
+    return tag[2:] if tag[:2] in ("B-", "I-") else tag
+
+
+def confusion(preds: TaskPredictions) -> tuple[np.ndarray, list[str]]:
+    """Confusion matrix (rows: true) and its labels; token tasks per word, B-/I- merged into the entity type."""
+    if preds.kind == "sentence":
+        labels = list(preds.labels)
+        return confusion_matrix(preds.true, preds.pred, labels=labels), labels
+    labels = list(dict.fromkeys(entity_type(tag) for tag in preds.labels))
+    true = [entity_type(t) for seq in preds.true for t in seq]
+    pred = [entity_type(t) for seq in preds.pred for t in seq]
+    return confusion_matrix(true, pred, labels=labels), labels
+
+
+def _check_kind(preds: TaskPredictions, kind: str) -> None:
+    if preds.kind != kind:
+        raise ValueError(f"Expected predictions of a {kind} task, got a {preds.kind} task.")
+
+
+# ---- multi-task against single-task, several seeds ------------------------------------------------------------
+
+def single_task_steps(sizes: Mapping[str, int], steps_per_epoch: int, strategy: str = recipe.CONFIG.sampling,
+                      temperature: float = recipe.CONFIG.temperature) -> dict[str, int]:
+    """Steps per epoch of a single-task model with the same budget as the multi-task one: the expected number of
+    multi-task steps that draw a batch of that task, ``steps_per_epoch * p_task`` (``mtl.sampling``), rounded."""
+    probabilities = task_probabilities(sizes, strategy, temperature)
+    return {task: max(1, round(steps_per_epoch * p)) for task, p in probabilities.items()}
+
+
+@dataclass
+class SeedStudy:
+    """Test predictions of the recipe trained multi-task and single-task, per seed."""
+
+    steps_per_epoch: dict[str, int]  # "multi-task" and each task's single-task model
+    predictions: dict[tuple[str, int], dict[str, TaskPredictions]] = field(default_factory=dict)  # (setup, seed)
+    models: dict[tuple[str, int], dict[str, MultiTaskModel]] = field(default_factory=dict)  # kept seeds only
+    seconds: dict[tuple[str, int], float] = field(default_factory=dict)  # training wall time (all its models)
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted({seed for _, seed in self.predictions})
+
+    def scores(self) -> pd.DataFrame:
+        """One row per (setup, seed): each task's accuracy / macro-F1 or entity F1 on its test set."""
+        rows = [{"setup": setup, "seed": seed, **flat_scores(preds)}
+                for (setup, seed), preds in self.predictions.items()]
+        return pd.DataFrame(rows).set_index(["setup", "seed"]).sort_index()
+
+    def paired(self, task: str, n_resamples: int = 2000, seed: int = 0) -> dict[str, float]:
+        """``paired_bootstrap`` of multi-task against single-task on ``task``, paired by seed and test example."""
+        return paired_bootstrap([self.predictions["multi-task", s][task] for s in self.seeds],
+                                [self.predictions["single-task", s][task] for s in self.seeds], n_resamples, seed)
+
+
+def seed_study(seeds: Sequence[int], steps_per_epoch: int, test_sets: Mapping[str, Sequence[Example]],
+               cache: PrefixCache, tasks: Sequence[str] = recipe.TASKS, keep_models: Sequence[int] = (),
+               **overrides) -> SeedStudy:
+    """For each seed: ``recipe.train_recipe`` on all ``tasks`` together, and on each task alone for
+    ``single_task_steps`` steps per epoch; every model scored on the test sets. All runs share ``cache`` (same
+    frozen bottom), so the frozen layers run once per distinct text in the whole study. ``overrides`` go to
+    ``TrainConfig`` (e.g. ``epochs=1``) for both setups alike. Models of the seeds in ``keep_models`` are kept."""
+    train_sets, _ = recipe.recipe_data(tasks)
+    single = single_task_steps({task: len(examples) for task, examples in train_sets.items()}, steps_per_epoch)
+    study = SeedStudy({"multi-task": steps_per_epoch, **single})
+    for seed in seeds:
+        runs = {"multi-task": [(tuple(tasks), steps_per_epoch)],
+                "single-task": [((task,), single[task]) for task in tasks]}
+        for setup, plan in runs.items():
+            predictions, models, started = {}, {}, time.perf_counter()
+            for run_tasks, steps in plan:
+                model, _ = recipe.train_recipe(run_tasks, seed, steps, prefix_cache=cache, **overrides)
+                with through_cache(model, cache, recipe.CONFIG.freeze):
+                    predictions.update(predict_tests(model, test_sets))
+                models["all" if len(run_tasks) > 1 else run_tasks[0]] = model
+            study.predictions[setup, seed] = predictions
+            study.seconds[setup, seed] = time.perf_counter() - started
+            if seed in keep_models:
+                study.models[setup, seed] = models
+    return study
+
+
+def mean_std(frame: pd.DataFrame, by: str = "setup", decimals: int = 3) -> pd.DataFrame:
+    """"mean ± std" strings of the numeric columns per group of rows (``by``: an index level or a column); the std
+    is the sample standard deviation over the group's rows (ddof=1)."""
+    grouped = frame.groupby(level=by) if by in frame.index.names else frame.groupby(by)
+    mean, std = grouped.mean(numeric_only=True), grouped.std(numeric_only=True)
+    return mean.map(lambda v: f"{v:.{decimals}f}") + " ± " + std.map(lambda v: f"{v:.{decimals}f}")
+
+
+# ---- paired significance -----------------------------------------------------------------------------------------
+
+def example_statistics(preds: TaskPredictions) -> np.ndarray:
+    """(n, k) additive counts per test example, in example order, from which the task's main score follows:
+    sentence tasks: per class [true positive, predicted, true] (k = 3 * classes) for macro-F1; token tasks:
+    [correct entities, predicted entities, true entities] (k = 3) for entity-level micro-F1 (seqeval's entities)."""
+    order = np.argsort(preds.index, kind="stable")
+    if preds.kind == "sentence":
+        labels = np.asarray(preds.labels)
+        true = np.asarray(preds.true)[order][:, None] == labels  # (n, C) one-hot
+        pred = np.asarray(preds.pred)[order][:, None] == labels
+        return np.concatenate([true & pred, pred, true], axis=1).astype(np.float64)
+    rows = []
+    for i in order:
+        true, pred = set(get_entities(list(preds.true[i]))), set(get_entities(list(preds.pred[i])))
+        rows.append((len(true & pred), len(pred), len(true)))
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 3)
+
+
+def main_score(preds: TaskPredictions) -> float:
+    """The task's main score (macro-F1 or entity F1) from ``example_statistics``; unlike seqeval, silent when a
+    model predicts no entity at all (its entity F1 is 0)."""
+    return float(score_statistics(example_statistics(preds).sum(0), preds.kind))
+
+
+def score_statistics(stats: np.ndarray, kind: str) -> np.ndarray:
+    """The main score from summed ``example_statistics`` (..., k): macro-F1 (sentence) or entity F1 (token)."""
+    if kind not in MAIN_METRIC:
+        raise ValueError(f"Unknown task kind {kind!r}; valid kinds are {tuple(MAIN_METRIC)}.")
+    k = stats.shape[-1] // 3
+    correct, predicted, true = stats[..., :k], stats[..., k:2 * k], stats[..., 2 * k:]
+    denominator = predicted + true
+    f1 = np.divide(2 * correct, denominator, out=np.zeros_like(denominator), where=denominator > 0)
+    return f1.mean(-1)  # token tasks: k = 1, the mean is the value itself
+
+
+def paired_bootstrap(a: Sequence[TaskPredictions], b: Sequence[TaskPredictions], n_resamples: int = 2000,
+                     seed: int = 0) -> dict[str, float]:
+    """Paired bootstrap for the difference of the main score (macro-F1 / entity F1), model A minus model B.
+
+    ``a[i]`` and ``b[i]`` are the two models' predictions of one task on the same test examples for seed ``i``. The
+    observed difference is mean_i score(a[i]) - mean_i score(b[i]). Each resample draws test examples with
+    replacement and scores every seed of both models on that same resample, so the pairing by example and by seed
+    is kept. Returns the means, the difference, its 95 % percentile interval, and a two-sided p-value for "no
+    difference": the share of resampled differences at least as far from the observed one as the observed one is
+    from 0 (the bootstrap distribution shifted to the null). Scores that are not means over examples (macro-F1,
+    entity F1) are handled exactly, which a per-example test such as McNemar's cannot do.
+    """
+    if len(a) != len(b) or len(a) == 0:
+        raise ValueError(f"Need the same positive number of seeds for both models, got {len(a)} and {len(b)}.")
+    kinds = {p.kind for p in [*a, *b]}
+    if len(kinds) != 1:
+        raise ValueError(f"All predictions must be of one task kind, got {sorted(kinds)}.")
+    indices = {tuple(sorted(p.index)) for p in [*a, *b]}
+    if len(indices) != 1:
+        raise ValueError("Paired predictions must cover the same test examples (their `index` lists differ).")
+    kind = kinds.pop()
+    stats_a = np.stack([example_statistics(p) for p in a])  # (S, n, k)
+    stats_b = np.stack([example_statistics(p) for p in b])
+    n = stats_a.shape[1]
+    score_a, score_b = score_statistics(stats_a.sum(1), kind), score_statistics(stats_b.sum(1), kind)  # (S,)
+    observed = float(score_a.mean() - score_b.mean())
+    rng = np.random.default_rng(seed)
+    differences = []
+    for start in range(0, n_resamples, 250):
+        m = min(250, n_resamples - start)
+        draws = rng.integers(0, n, size=(m, n)) + n * np.arange(m)[:, None]
+        counts = np.bincount(draws.ravel(), minlength=m * n).reshape(m, n).astype(np.float64)  # (m, n) weights
+        resampled_a = score_statistics(counts @ stats_a, kind).mean(0)  # (S, m, k) -> (S, m) -> (m,)
+        resampled_b = score_statistics(counts @ stats_b, kind).mean(0)
+        differences.append(resampled_a - resampled_b)
+    differences = np.concatenate(differences)
+    extreme = np.sum(np.abs(differences - observed) >= abs(observed))
+    low, high = np.percentile(differences, [2.5, 97.5])
+    return {"metric": MAIN_METRIC[kind], "a": float(score_a.mean()), "b": float(score_b.mean()),
+            "difference": observed, "ci_low": float(low), "ci_high": float(high),
+            "p_value": float((extreme + 1) / (n_resamples + 1)), "examples": n, "seeds": len(a)}
+
+
+# ---- error analysis ----------------------------------------------------------------------------------------------
+
+def prediction_frame(preds: TaskPredictions, examples: Sequence[Example], extra: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per example of a sentence task, in example order: text, true and predicted label, the predicted
+    label's probability (``confidence``), ``correct``, one column per label probability, and the examples' labels
+    for the tasks in ``extra`` (e.g. the sentiment sentences' genre)."""
+    _check_kind(preds, "sentence")
+    probs = np.asarray(preds.probs)
+    frame = pd.DataFrame({"text": [examples[i].text for i in preds.index], "true": preds.true, "pred": preds.pred,
+                          "confidence": probs.max(axis=1)}, index=pd.Index(preds.index, name="example"))
+    frame["correct"] = frame.true == frame.pred
+    for j, label in enumerate(preds.labels):
+        frame[f"p_{label}"] = probs[:, j]
+    for task in extra:
+        frame[task] = [examples[i].labels.get(task) for i in preds.index]
+    return frame.sort_index()
+
+
+def confident_mistakes(frame: pd.DataFrame, k: int = 8, width: int = 110) -> pd.DataFrame:
+    """The ``k`` wrong predictions with the highest confidence (ties by example order), text cut to ``width``."""
+    wrong = frame[~frame.correct].sort_values("confidence", ascending=False, kind="stable").head(k)
+    shown = wrong.drop(columns=[c for c in wrong if c.startswith("p_")] + ["correct"])
+    return shown.assign(text=shown.text.map(lambda t: t if len(t) <= width else t[: width - 1] + "…"))
+
+
+def scores_by(frame: pd.DataFrame, column: str, labels: Sequence[str] | None = None) -> pd.DataFrame:
+    """Examples, accuracy and macro-F1 per value of ``column`` (e.g. genre), from ``prediction_frame`` rows."""
+    rows = {value: {"n": len(group), **classification_scores(group.true, group.pred, labels)}
+            for value, group in frame.groupby(column, sort=True)}
+    return pd.DataFrame(rows).T.astype({"n": int})
+
+
+# ---- cost ----------------------------------------------------------------------------------------------------------
+
+def parameter_count(models: Sequence[MultiTaskModel]) -> int:
+    """Parameters of all ``models`` together (each model's shared tensors counted once)."""
+    return sum(sum(p.numel() for p in model.parameters()) for model in models)
+
+
+def best_time(fn: Callable[[], object], repeats: int = 3) -> float:
+    """The fastest of ``repeats`` wall-clock timings of ``fn()`` in seconds (the least disturbed by other work)."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def inference_cost(multi_task: MultiTaskModel, single_task: Sequence[MultiTaskModel], texts: Sequence[str],
+                   repeats: int = 3) -> pd.DataFrame:
+    """Parameters and ``predict`` time for every task on ``texts``: one multi-task model (one encoder pass per text)
+    against one model per task (one pass per text and task). Timings: fastest of ``repeats``, the two setups
+    alternating so that background load hits both alike."""
+    for model in [multi_task, *single_task]:  # warm-up: first calls allocate
+        model.predict(texts[:8])
+    seconds = {"multi": [], "single": []}
+    for _ in range(repeats):
+        seconds["multi"].append(best_time(lambda: multi_task.predict(texts), 1))
+        seconds["single"].append(best_time(lambda: [model.predict(texts) for model in single_task], 1))
+    return pd.DataFrame({
+        "models": [1, len(single_task)],
+        "parameters": [parameter_count([multi_task]), parameter_count(single_task)],
+        "seconds": [min(seconds["multi"]), min(seconds["single"])],
+    }, index=["one multi-task model", "one model per task"])
