@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -138,10 +138,14 @@ class MultiTaskModel(nn.Module):
         return aligned
 
     @staticmethod
-    def task_losses(logits: dict[str, Tensor], labels: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Mean cross-entropy per task over the labelled positions; tasks without labels in the batch are left out."""
+    def task_losses(logits: dict[str, Tensor], labels: dict[str, Tensor],
+                    class_weights: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
+        """Mean cross-entropy per task over the labelled positions (weighted per class by ``class_weights[task]``
+        when given: a weighted mean); tasks without labels in the batch are left out."""
+        class_weights = class_weights or {}
         return {
-            name: F.cross_entropy(logits[name].flatten(0, -2), labels[name].flatten(), ignore_index=IGNORE)
+            name: F.cross_entropy(logits[name].flatten(0, -2), labels[name].flatten(), ignore_index=IGNORE,
+                                  weight=class_weights.get(name))
             for name in labels if name in logits and (labels[name] != IGNORE).any()
         }
 

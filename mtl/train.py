@@ -23,6 +23,7 @@ import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
 from torch import Tensor, nn
 from tqdm.auto import tqdm
+from sklearn.utils.class_weight import compute_class_weight
 from transformers import get_linear_schedule_with_warmup
 
 from mtl.checkpoint import (atomic_directory, load_state, numpy_state, optimizer_tensors, restore_numpy,
@@ -41,7 +42,7 @@ MAIN_METRIC = {"sentence": "macro_f1", "token": "entity_f1"}
 
 @dataclass
 class TrainConfig:
-    """Everything that decides a training run; the defaults are the ones notebook 04 uses."""
+    """Everything that decides a training run (notebook 04's recipe is ``mtl.recipe.CONFIG``)."""
 
     epochs: int = 4  # number of epochs; one epoch = ``steps_per_epoch`` optimiser steps
     steps_per_epoch: int | None = None  # None: all training examples once (sum of sizes // batch_size)
@@ -55,6 +56,7 @@ class TrainConfig:
     temperature: float = 2.0  # T of temperature sampling, p_i ∝ n_i^(1/T)
     loss_weighting: str = "fixed"  # fixed | uncertainty (Kendall et al. 2018; mtl.losses)
     task_weights: dict[str, float] = field(default_factory=dict)  # fixed weights per task; missing = 1.0
+    class_weighting: str = "none"  # none | balanced: sentence-task classes weighted n / (K n_c), as macro-F1 scores
     patience: int | None = 2  # stop after this many epochs without a better validation score; None: never
     seed: int = 0  # seeds weights of new heads, dropout, batch order and task schedule
     freeze: list[str] = field(default_factory=list)  # components frozen before training (mtl.freezing selectors)
@@ -69,6 +71,10 @@ class TrainConfig:
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1 or (self.steps_per_epoch is not None and self.steps_per_epoch < 1):
             raise ValueError("epochs, batch_size and steps_per_epoch must be positive.")
+        if self.class_weighting not in ("none", "balanced"):
+            raise ValueError(f"class_weighting must be 'none' or 'balanced', got {self.class_weighting!r}.")
+        if self.eval_batch_size < 1 or (self.checkpoint_every is not None and self.checkpoint_every < 1):
+            raise ValueError("eval_batch_size and checkpoint_every (None: per epoch only) must be positive.")
         if not self.layer_lr_decay > 0:
             raise ValueError(f"layer_lr_decay must be positive, got {self.layer_lr_decay}.")
         schedule = {}
@@ -130,13 +136,32 @@ class BatchStream:
 class MultiTaskObjective(nn.Module):
     """Model + loss weighting as one module, so one DistributedDataParallel wrapper covers both."""
 
-    def __init__(self, model: MultiTaskModel, weighting: LossWeighting):
+    def __init__(self, model: MultiTaskModel, weighting: LossWeighting, class_weights: Mapping[str, Tensor]):
         super().__init__()
         self.model, self.weighting = model, weighting
+        self.weighted_tasks = list(class_weights)
+        for name, weights in class_weights.items():
+            self.register_buffer(f"class_weights_{name}", weights)  # (K,), moved by .to(device)
 
     def forward(self, features, labels: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        losses = self.model.task_losses(self.model(features, tasks=list(labels)), labels)
+        class_weights = {name: getattr(self, f"class_weights_{name}") for name in self.weighted_tasks}
+        losses = self.model.task_losses(self.model(features, tasks=list(labels)), labels, class_weights)
         return self.weighting(losses), losses
+
+
+def balanced_class_weights(model: MultiTaskModel, train_sets: Mapping[str, Sequence[Example]]) -> dict[str, Tensor]:
+    """(K,) class weights per sentence task from its training labels, pooled over every dataset that labels it:
+    n / (K n_c) (scikit-learn's "balanced"), so each class weighs as much in the loss as in macro-F1. A class with
+    no training example gets weight 1 (it never is a target)."""
+    weights = {}
+    for name, task in model.tasks.items():
+        labels = [ex.labels[name] for examples in train_sets.values() for ex in examples if name in ex.labels]
+        if task.kind != "sentence" or not labels:
+            continue
+        present = np.unique(labels)
+        balanced = dict(zip(present, compute_class_weight("balanced", classes=present, y=np.array(labels))))
+        weights[name] = torch.tensor([balanced.get(label, 1.0) for label in task.labels], dtype=torch.float32)
+    return weights
 
 
 def parameter_groups(objective: MultiTaskObjective, config: TrainConfig) -> list[dict]:
@@ -206,7 +231,8 @@ def train(model: MultiTaskModel, train_sets: Mapping[str, Sequence[Example]],
         raise NotImplementedError("unfreeze_schedule needs a single process: DistributedDataParallel only "
                                   "synchronises the parameters that were trainable when it wrapped the model.")
     weighting = LossWeighting(list(model.tasks), config.loss_weighting, config.task_weights)
-    objective = MultiTaskObjective(model, weighting).to(accelerator.device)
+    class_weights = balanced_class_weights(model, train_sets) if config.class_weighting == "balanced" else {}
+    objective = MultiTaskObjective(model, weighting, class_weights).to(accelerator.device)
     optimizer = torch.optim.AdamW(parameter_groups(objective, config))
     train_sizes = {name: len(examples) for name, examples in train_sets.items()}
     steps_per_epoch = config.steps_per_epoch or max(1, sum(train_sizes.values()) // config.batch_size)

@@ -59,3 +59,37 @@ def test_config_errors():
     with pytest.raises(TypeError, match="batch_size must be"):
         TrainConfig.from_dict({"batch_size": "32"})
     assert math.isclose(TrainConfig.from_dict({"encoder_lr": 1}).encoder_lr, 1)
+
+
+def test_balanced_class_weights_match_scikit_learn_and_weight_the_loss(tiny_model):
+    import numpy as np
+    import torch
+    from sklearn.utils.class_weight import compute_class_weight
+
+    from mtl.train import balanced_class_weights
+    train_sets, _ = small_data()
+    weights = balanced_class_weights(tiny_model, train_sets)
+    assert set(weights) == {"topic", "sentiment"}  # sentence tasks only
+    topic_labels = [ex.labels["topic"] for examples in train_sets.values() for ex in examples if "topic" in ex.labels]
+    assert len(topic_labels) > len(train_sets["topic"])  # pooled: the NER sentences carry topics too
+    expected = compute_class_weight("balanced", classes=np.array(tiny_model.tasks["topic"].labels), y=topic_labels)
+    assert torch.allclose(weights["topic"], torch.tensor(expected, dtype=torch.float32))
+    logits, labels = {"sentiment": torch.randn(6, 3)}, {"sentiment": torch.tensor([0, 0, 0, 0, 1, 2])}
+    plain = tiny_model.task_losses(logits, labels)["sentiment"]
+    weighted = tiny_model.task_losses(logits, labels, weights)["sentiment"]
+    w = weights["sentiment"][labels["sentiment"]]
+    per_example = torch.nn.functional.cross_entropy(logits["sentiment"], labels["sentiment"], reduction="none")
+    assert torch.allclose(weighted, (w * per_example).sum() / w.sum()) and not torch.allclose(weighted, plain)
+
+
+def test_balanced_training_runs_and_bad_values_are_named(tiny_model):
+    train_sets, val_sets = small_data()
+    history = train(tiny_model, train_sets, val_sets, TrainConfig(epochs=1, steps_per_epoch=2, batch_size=4,
+                                                                  class_weighting="balanced", progress=False))
+    assert len(history) == 1 and math.isfinite(history["train_loss/sentiment"].iloc[0])
+    with pytest.raises(ValueError, match="class_weighting"):
+        TrainConfig(class_weighting="inverse")
+    with pytest.raises(ValueError, match="eval_batch_size"):
+        TrainConfig(eval_batch_size=0)
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        TrainConfig(checkpoint_every=0)
