@@ -199,11 +199,12 @@ class SeedStudy:
 
 def seed_study(seeds: Sequence[int], steps_per_epoch: int, test_sets: Mapping[str, Sequence[Example]],
                cache: PrefixCache, tasks: Sequence[str] = recipe.TASKS, keep_models: Sequence[int] = (),
-               **overrides) -> SeedStudy:
+               val_limit: int = recipe.VAL_LIMIT, **overrides) -> SeedStudy:
     """For each seed: ``recipe.train_recipe`` on all ``tasks`` together, and on each task alone for
     ``single_task_steps`` steps per epoch; every model scored on the test sets. All runs share ``cache`` (same
     frozen bottom), so the frozen layers run once per distinct text in the whole study. ``overrides`` go to
-    ``TrainConfig`` (e.g. ``epochs=1``) for both setups alike. Models of the seeds in ``keep_models`` are kept."""
+    ``TrainConfig`` (e.g. ``epochs=1``) for both setups alike, ``val_limit`` to ``recipe.train_recipe``. Models of
+    the seeds in ``keep_models`` are kept."""
     train_sets, _ = recipe.recipe_data(tasks)
     single = single_task_steps({task: len(examples) for task, examples in train_sets.items()}, steps_per_epoch)
     study = SeedStudy({"multi-task": steps_per_epoch, **single})
@@ -213,7 +214,8 @@ def seed_study(seeds: Sequence[int], steps_per_epoch: int, test_sets: Mapping[st
         for setup, plan in runs.items():
             predictions, models, started = {}, {}, time.perf_counter()
             for run_tasks, steps in plan:
-                model, _ = recipe.train_recipe(run_tasks, seed, steps, prefix_cache=cache, **overrides)
+                model, _ = recipe.train_recipe(run_tasks, seed, steps, prefix_cache=cache, val_limit=val_limit,
+                                               **overrides)
                 with through_cache(model, cache, recipe.CONFIG.freeze):
                     predictions.update(predict_tests(model, test_sets))
                 models["all" if len(run_tasks) > 1 else run_tasks[0]] = model

@@ -36,15 +36,18 @@ CONFIG = TrainConfig(
 FINAL_MODEL_DIR = CACHE_DIR / "final-model"
 
 
-def recipe_data(tasks: Sequence[str] = TASKS, seed: int = 0) -> tuple[dict[str, list[Example]], dict[str, list[Example]]]:
+def recipe_data(tasks: Sequence[str] = TASKS, seed: int = 0,
+                val_limit: int = VAL_LIMIT) -> tuple[dict[str, list[Example]], dict[str, list[Example]]]:
     """Training and validation sets of the recipe (stratified subsamples, fixed by ``seed``)."""
-    return load_datasets(tasks, "train", TRAIN_LIMIT, seed), load_datasets(tasks, "validation", VAL_LIMIT, seed)
+    return load_datasets(tasks, "train", TRAIN_LIMIT, seed), load_datasets(tasks, "validation", val_limit, seed)
 
 
 def train_recipe(tasks: Sequence[str] = TASKS, seed: int = 0, steps_per_epoch: int | None = None,
-                 prefix_cache: PrefixCache | None = None, **overrides) -> tuple[MultiTaskModel, pd.DataFrame]:
-    """Build and train the recipe's model for ``tasks``; the data subsample is the same for every seed."""
-    train_sets, val_sets = recipe_data(tasks)
+                 prefix_cache: PrefixCache | None = None, val_limit: int = VAL_LIMIT,
+                 **overrides) -> tuple[MultiTaskModel, pd.DataFrame]:
+    """Build and train the recipe's model for ``tasks``; the data subsample is the same for every seed.
+    ``val_limit`` shrinks the validation sets (a short run that keeps its only epoch needs little validation)."""
+    train_sets, val_sets = recipe_data(tasks, val_limit=val_limit)
     config = replace(CONFIG, seed=seed, steps_per_epoch=steps_per_epoch or CONFIG.steps_per_epoch, **overrides)
     set_seed(seed)
     model = build_model(tasks, **MODEL)

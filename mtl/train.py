@@ -221,6 +221,8 @@ def train(model: MultiTaskModel, train_sets: Mapping[str, Sequence[Example]],
             model.check_examples(examples, f"{split} set {name!r}")  # bad labels fail now, not mid-epoch
     if config.checkpoint_every and not config.output_dir:
         raise ValueError("checkpoint_every needs an output_dir to write checkpoints to.")
+    if resume_from is not None and not config.output_dir:
+        raise ValueError("resume_from needs config.output_dir: the best model so far is in <output_dir>/best.")
     for selector in config.freeze + [s for selectors in config.unfreeze_schedule.values() for s in selectors]:
         select(model, selector)  # a typo fails now, not epochs later
     if config.freeze:

@@ -3,7 +3,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from seqeval.metrics import f1_score as seqeval_f1
 from sklearn.metrics import f1_score
 
@@ -306,10 +305,9 @@ def test_inference_cost_counts_parameters_of_every_model(tiny_model):
 def test_seed_study_trains_both_setups_for_every_seed(monkeypatch):
     monkeypatch.setattr(recipe, "MODEL", dict(backbone="scratch", pooling="mean", max_seq_length=32))
     monkeypatch.setattr(recipe, "TRAIN_LIMIT", 24)
-    monkeypatch.setattr(recipe, "VAL_LIMIT", 8)
-    torch.set_num_threads(1)
     tests = load_datasets(["topic", "ner"], "test", 10)
-    study = seed_study([0, 1], 4, tests, PrefixCache(), tasks=("topic", "ner"), keep_models=[0], epochs=1)
+    study = seed_study([0, 1], 4, tests, PrefixCache(), tasks=("topic", "ner"), keep_models=[0], val_limit=8,
+                       epochs=1)
     assert study.seeds == [0, 1] and study.steps_per_epoch == {"multi-task": 4, "topic": 2, "ner": 2}
     scores = study.scores()
     assert list(scores.index) == [("multi-task", 0), ("multi-task", 1), ("single-task", 0), ("single-task", 1)]

@@ -93,3 +93,9 @@ def test_balanced_training_runs_and_bad_values_are_named(tiny_model):
         TrainConfig(eval_batch_size=0)
     with pytest.raises(ValueError, match="checkpoint_every"):
         TrainConfig(checkpoint_every=0)
+
+
+def test_resuming_without_an_output_dir_is_refused_up_front(tiny_model, tmp_path):
+    train_sets, val_sets = small_data()
+    with pytest.raises(ValueError, match="resume_from needs config.output_dir"):
+        train(tiny_model, train_sets, val_sets, TrainConfig(epochs=1, progress=False), resume_from=tmp_path / "last")
