@@ -136,9 +136,11 @@ class BatchStream:
 class MultiTaskObjective(nn.Module):
     """Model + loss weighting as one module, so one DistributedDataParallel wrapper covers both."""
 
-    def __init__(self, model: MultiTaskModel, weighting: LossWeighting, class_weights: Mapping[str, Tensor]):
+    def __init__(self, model: MultiTaskModel, weighting: LossWeighting,
+                 class_weights: Mapping[str, Tensor] | None = None):
         super().__init__()
         self.model, self.weighting = model, weighting
+        class_weights = class_weights or {}
         self.weighted_tasks = list(class_weights)
         for name, weights in class_weights.items():
             self.register_buffer(f"class_weights_{name}", weights)  # (K,), moved by .to(device)
