@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
+from sklearn.utils.class_weight import compute_class_weight
 from torch import Tensor, nn
 from tqdm.auto import tqdm
-from sklearn.utils.class_weight import compute_class_weight
 from transformers import get_linear_schedule_with_warmup
 
 from mtl.checkpoint import (atomic_directory, load_state, numpy_state, optimizer_tensors, restore_numpy,
