@@ -7,12 +7,14 @@ all-MiniLM-L6-v2, mean pooling and L2 normalisation, at the same batch size, on 
   - ``mtl fp32``: ``SentenceEncoder.build("minilm").encode``;
   - ``mtl int8``: ``SentenceEncoder.build("minilm").quantized()`` (``mtl.quantize``; with ``--calibration 256``,
     the optional SmoothQuant scaling calibrated on the first 256 sentences of the sentiment *train* split).
+  - ``onnx fp32`` / ``onnx int8``: ``OnnxSentenceEncoder.export(encoder, int8=...)`` (``mtl.onnx_encoder``: the
+    backbone run by ONNX Runtime, in float32 or with its dynamic int8 quantisation; pooling etc. in torch).
 
 The machine is shared, so the load changes while we measure: the 2,000 sentences are cut into blocks, every
 encoder runs on each block in turn (the order rotates from block to block), and a repeat's time per encoder is the
 sum over blocks. Throughputs are medians over repeats; a ratio is the median of the per-repeat ratios.
 
-Quality of the int8 path, against the same encoder in float32:
+Quality of each faster path, against the same encoder in float32:
   - Spearman correlation with human similarity on the Lee corpus (``mtl.similarity.spearman_with_humans``);
   - accuracy on the topic test split of a logistic-regression probe trained on the frozen train embeddings.
 
@@ -34,18 +36,27 @@ from sklearn.linear_model import LogisticRegression
 from mtl.backbones import backbone_path
 from mtl.data import load_lee, load_sentiment, load_topic
 from mtl.encoder import SentenceEncoder
+from mtl.onnx_encoder import OnnxSentenceEncoder
 from mtl.similarity import spearman_with_humans
 from mtl.utils import quiet_libraries, set_seed
 
+FAST_PATHS = ("mtl int8", "onnx fp32", "onnx int8")  # each compared with mtl fp32
+
 
 def cpu_model() -> str:
+    """The CPU's name and the vector extensions int8 speed depends on (VNNI: int8 dot products in one instruction)."""
+    name, flags = platform.processor() or "unknown CPU", set()
     try:
         for line in open("/proc/cpuinfo"):
             if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
     except OSError:
         pass
-    return platform.processor() or "unknown CPU"
+    isa = [f for f in ("avx2", "avx512f", "avx_vnni", "avx512_vnni", "amx_int8") if f in flags]
+    return f"{name} ({', '.join(isa) or 'no AVX2'})"
 
 
 def timed_rounds(encoders: dict, texts: list[str], batch_size: int, repeats: int,
@@ -101,12 +112,15 @@ def main() -> None:
 
     reference = SentenceTransformer(backbone_path("minilm"), device="cpu")
     fp32 = SentenceEncoder.build("minilm", pooling="mean", normalize=True, device="cpu")
-    int8 = fp32.quantized(calibration)
-    encoders = {
-        "sentence-transformers": lambda x, bs: reference.encode(x, batch_size=bs, show_progress_bar=False),
-        "mtl fp32": lambda x, bs: fp32.encode(x, batch_size=bs, show_progress_bar=False),
-        "mtl int8": lambda x, bs: int8.encode(x, batch_size=bs, show_progress_bar=False),
+    models = {
+        "sentence-transformers": reference,
+        "mtl fp32": fp32,
+        "mtl int8": fp32.quantized(calibration),
+        "onnx fp32": OnnxSentenceEncoder.export(fp32, int8=False),
+        "onnx int8": OnnxSentenceEncoder.export(fp32, int8=True),
     }
+    encoders = {name: (lambda x, bs, m=model: m.encode(x, batch_size=bs, show_progress_bar=False))
+                for name, model in models.items()}
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"{cpu_model()}, {os.cpu_count()} CPUs, torch {torch.__version__} with {torch.get_num_threads()} threads, "
           f"load average {load:.1f}; {len(texts)} sentences, batch size {args.batch_size}, {args.repeats} repeats",
@@ -117,25 +131,25 @@ def main() -> None:
     seconds, outputs = timed_rounds(encoders, texts, args.batch_size, args.repeats, args.block)
     speed = {name: len(texts) / np.median(s) for name, s in seconds.items()}
     ratio = {name: float(np.median(seconds["sentence-transformers"] / s)) for name, s in seconds.items()}
-    int8_over_fp32 = float(np.median(seconds["mtl fp32"] / seconds["mtl int8"]))
     max_diff = float(np.abs(outputs["mtl fp32"] - outputs["sentence-transformers"]).max())
-    cosine = (outputs["mtl int8"] * outputs["mtl fp32"]).sum(1)
-
     print(f"fp32: mtl {speed['mtl fp32']:.1f} sent/s vs sentence-transformers {speed['sentence-transformers']:.1f} "
           f"sent/s: ratio {ratio['mtl fp32']:.2f}; max |embedding difference| {max_diff:.1e}")
-    line = (f"int8: {speed['mtl int8']:.1f} sent/s = {ratio['mtl int8']:.2f}x sentence-transformers fp32 "
-            f"({int8_over_fp32:.2f}x mtl fp32); cosine to fp32 mean {cosine.mean():.4f} "
-            f"min {cosine.min():.4f}")
+
+    embed = {name: (lambda x, e=encode: e(x, args.batch_size)) for name, encode in encoders.items()}
     if not args.skip_quality:
         documents, human = load_lee()
-        embed = {name: (lambda x, enc=enc: enc.encode(x, batch_size=args.batch_size, show_progress_bar=False))
-                 for name, enc in (("fp32", fp32), ("int8", int8))}
-        lee = {name: spearman_with_humans(encode(documents), human) for name, encode in embed.items()}
-        topic = {name: topic_probe_accuracy(encode) for name, encode in embed.items()}
-        line += (f"; Lee Spearman {lee['fp32']:.4f} -> {lee['int8']:.4f} ({100 * (lee['int8'] - lee['fp32']):+.2f} pt)"
-                 f"; topic probe accuracy {topic['fp32']:.4f} -> {topic['int8']:.4f} "
-                 f"({100 * (topic['int8'] - topic['fp32']):+.2f} pt)")
-    print(line)
+        lee = {name: spearman_with_humans(embed[name](documents), human) for name in FAST_PATHS + ("mtl fp32",)}
+        topic = {name: topic_probe_accuracy(embed[name]) for name in FAST_PATHS + ("mtl fp32",)}
+    for name in FAST_PATHS:
+        cosine = (outputs[name] * outputs["mtl fp32"]).sum(1)
+        line = (f"{name}: {speed[name]:.1f} sent/s = {ratio[name]:.2f}x sentence-transformers fp32 "
+                f"({float(np.median(seconds['mtl fp32'] / seconds[name])):.2f}x mtl fp32); cosine to fp32 mean "
+                f"{cosine.mean():.4f} min {cosine.min():.4f}")
+        if not args.skip_quality:
+            line += (f"; Lee Spearman {lee['mtl fp32']:.4f} -> {lee[name]:.4f} "
+                     f"({100 * (lee[name] - lee['mtl fp32']):+.2f} pt); topic probe accuracy "
+                     f"{topic['mtl fp32']:.4f} -> {topic[name]:.4f} ({100 * (topic[name] - topic['mtl fp32']):+.2f} pt)")
+        print(line, flush=True)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ The kernels come from ``torch.ao.quantization.quantize_dynamic``. torch marks ``
 deprecated in favour of torchao (its warning says "removed in 2.10"; torch 2.13 still ships it and it works), but
 it is the route with fast int8 CPU kernels in eager mode: torchao (not a dependency) computes int8 matmuls on CPU
 with ``torch._int_mm`` and counts on ``torch.compile`` to make them fast, and eager ``torch._int_mm`` measured ~25x
-slower than a float32 matmul on this project's AVX2 CPU. The deprecation warnings are silenced here, in this one
+slower than a float32 matmul on an AVX2 CPU without VNNI. The deprecation warnings are silenced here, in this one
 place; if a later torch drops the module, importing ``mtl.quantize`` fails with torch's own error.
 
 A quantised encoder cannot be saved (its packed int8 weights are not a sentence-transformers folder): save the
