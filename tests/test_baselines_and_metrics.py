@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
+import mtl.baselines
 from mtl.baselines import majority, tfidf_logreg, vader_lexicon
+from mtl.data import load_sentiment
 from mtl.metrics import TaskPredictions, classification_scores
 
 
@@ -14,6 +16,17 @@ def test_tfidf_logreg_learns_a_separable_toy_task():
     labels = ["sport", "sport", "business", "business"] * 5
     predicted, probs = tfidf_logreg(train, labels, ["the striker scored a goal", "shares in the bank"])
     assert predicted == ["sport", "business"] and probs.shape == (2, 2)
+
+
+def test_tfidf_logreg_is_fitted_to_the_optimum_not_to_a_solver_path(monkeypatch):
+    """Predictions must not move when the tolerance tightens 100-fold: the optimum, not where lbfgs happened to stop
+    (which depends on the CPU's kernels), decides them. With sklearn's default tol=1e-4 they do move."""
+    train, test = load_sentiment("train")[:3000], load_sentiment("test")[:1500]
+    fit = lambda: tfidf_logreg([ex.text for ex in train], [ex.labels["sentiment"] for ex in train],
+                               [ex.text for ex in test])[0]
+    converged = fit()
+    monkeypatch.setattr(mtl.baselines, "LOGREG_TOL", mtl.baselines.LOGREG_TOL / 100)
+    assert fit() == converged
 
 
 def test_vader_lexicon_thresholds():
