@@ -7,10 +7,11 @@ quantised on the fly). Only the backbone goes through ONNX: pooling, the project
 normalisation are the encoder's own sentence-transformers modules, run in torch on the backbone's output, so the
 two paths cannot disagree on anything but the transformer itself.
 
-Why this route rather than ``mtl.quantize`` (torch int8) or sentence-transformers' ``backend="onnx"``:
-  - torch's eager int8 linear layers leave attention, softmax, GELU and LayerNorm in separate float32 kernels and
-    quantise activations per call; ONNX Runtime fuses the attention and LayerNorm subgraphs and runs int8 MatMuls
-    with its own kernels, which is where the extra speed comes from (``benchmarks/encode.py`` measures it).
+Why this route next to ``mtl.quantize`` (torch int8) and sentence-transformers' ``backend="onnx"``:
+  - torch runs the model op by op in eager mode; ONNX Runtime first applies its graph optimisations (operator
+    fusion, at its default level ``ORT_ENABLE_ALL``) to the whole graph. Without any quantisation this gives the
+    same embeddings faster (``benchmarks/encode.py`` measures it), and ``folder=`` keeps a file that any ONNX
+    Runtime deployment can serve. Which int8 path is faster depends on the CPU (README, Performance).
   - sentence-transformers' ONNX backend exports through ``optimum-onnx``, whose releases pin
     ``transformers<4.58``; this project uses transformers 5.x. torch's exporter and onnxruntime need no such pin.
 
