@@ -1,6 +1,6 @@
-"""Encoding speed: mtl's SentenceEncoder against sentence-transformers on the same model, and the int8 path.
+"""Encoding speed: mtl's SentenceEncoder against sentence-transformers on the same model, and the faster paths (int8, ONNX Runtime).
 
-All three encoders embed the same 2,000 real sentences (the first 2,000 of the VADER sentiment test split) with
+Every encoder embeds the same 2,000 real sentences (the first 2,000 of the VADER sentiment test split) with
 all-MiniLM-L6-v2, mean pooling and L2 normalisation, at the same batch size, on CPU:
 
   - ``sentence-transformers``: ``SentenceTransformer(backbone_path("minilm")).encode`` (float32, the reference);
