@@ -138,8 +138,9 @@ def main() -> None:
     embed = {name: (lambda x, e=encode: e(x, args.batch_size)) for name, encode in encoders.items()}
     if not args.skip_quality:
         documents, human = load_lee()
-        lee = {name: spearman_with_humans(embed[name](documents), human) for name in FAST_PATHS + ("mtl fp32",)}
-        topic = {name: topic_probe_accuracy(embed[name]) for name in FAST_PATHS + ("mtl fp32",)}
+        scored = ("mtl fp32", *FAST_PATHS)
+        lee = {name: spearman_with_humans(embed[name](documents), human) for name in scored}
+        topic = {name: topic_probe_accuracy(embed[name]) for name in scored}
     for name in FAST_PATHS:
         cosine = (outputs[name] * outputs["mtl fp32"]).sum(1)
         line = (f"{name}: {speed[name]:.1f} sent/s = {ratio[name]:.2f}x sentence-transformers fp32 "

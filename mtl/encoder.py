@@ -10,7 +10,7 @@ Reference: Reimers & Gurevych, "Sentence-BERT", EMNLP 2019.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -212,16 +212,27 @@ class SentenceEncoder(nn.Module):
         check_texts(texts)
         was_training = self.training
         self.eval()
-        order = np.argsort([-len(t) for t in texts], kind="stable")
-        n_batches = -(-len(texts) // batch_size)
-        show = n_batches > 20 if show_progress_bar is None else show_progress_bar
-        chunks = []
-        for start in tqdm(range(0, len(texts), batch_size), desc="encode", disable=not show):
-            batch = [texts[i] for i in order[start : start + batch_size]]
-            chunks.append(self(self.tokenize(batch))["sentence_embedding"])  # (b, D)
+        embeddings = encode_in_length_order(texts, lambda batch: self(self.tokenize(batch))["sentence_embedding"],
+                                            batch_size, show_progress_bar)
         self.train(was_training)
-        embeddings = torch.cat(chunks)[torch.from_numpy(np.argsort(order))]  # back to input order
         return embeddings if convert_to_tensor else embeddings.float().cpu().numpy()
+
+
+def encode_in_length_order(
+    texts: Sequence[str],
+    embed_batch: Callable[[list[str]], torch.Tensor],
+    batch_size: int,
+    show_progress_bar: bool | None = None,
+    desc: str = "encode",
+) -> torch.Tensor:
+    """(n, D) rows of ``embed_batch`` (texts -> (b, D)) over batches sorted by length (less padding), returned in
+    input order; a progress bar from 21 batches on unless ``show_progress_bar`` says otherwise."""
+    order = np.argsort([-len(t) for t in texts], kind="stable")
+    n_batches = -(-len(texts) // batch_size)
+    show = n_batches > 20 if show_progress_bar is None else show_progress_bar
+    chunks = [embed_batch([texts[i] for i in order[start : start + batch_size]])  # (b, D)
+              for start in tqdm(range(0, len(texts), batch_size), desc=desc, disable=not show)]
+    return torch.cat(chunks)[torch.from_numpy(np.argsort(order))]  # back to input order
 
 
 def check_texts(texts: Sequence[str]) -> None:

@@ -30,9 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from mtl.encoder import SentenceEncoder, check_texts
+from mtl.encoder import SentenceEncoder, check_texts, encode_in_length_order
 
 
 class _LastHiddenState(nn.Module):
@@ -87,21 +86,18 @@ class OnnxSentenceEncoder:
     def encode(self, texts: Sequence[str], batch_size: int = 64, show_progress_bar: bool | None = None) -> np.ndarray:
         """Embed texts, shape (n, D), float32. Batches are sorted by length and returned in input order."""
         check_texts(texts)
-        order = np.argsort([-len(t) for t in texts], kind="stable")
-        n_batches = -(-len(texts) // batch_size)
-        show = n_batches > 20 if show_progress_bar is None else show_progress_bar
-        chunks = []
-        for start in tqdm(range(0, len(texts), batch_size), desc="encode (onnx)", disable=not show):
-            batch = self.tokenizer([texts[i] for i in order[start : start + batch_size]], padding=True,
-                                   truncation=True, max_length=self.max_seq_length, return_tensors="np")
-            feeds = {name: batch[name].astype(np.int64) for name in self.input_names}
-            tokens = self.session.run(None, feeds)[0]  # (b, T, H)
-            with torch.inference_mode():
-                features = {"token_embeddings": torch.from_numpy(tokens),
-                            "attention_mask": torch.from_numpy(feeds["attention_mask"])}
-                chunks.append(self.head(features)["sentence_embedding"].numpy())  # (b, D)
-        return np.concatenate(chunks)[np.argsort(order)]  # back to input order
+        return encode_in_length_order(texts, self._embed_batch, batch_size, show_progress_bar, "encode (onnx)").numpy()
 
+    @torch.inference_mode()
+    def _embed_batch(self, texts: list[str]) -> torch.Tensor:
+        """(b, D): the backbone in ONNX Runtime, then the encoder's pooling etc. in torch."""
+        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_seq_length,
+                               return_tensors="np")
+        feeds = {name: batch[name].astype(np.int64) for name in self.input_names}
+        tokens = self.session.run(None, feeds)[0]  # (b, T, H)
+        features = {"token_embeddings": torch.from_numpy(tokens),
+                    "attention_mask": torch.from_numpy(feeds["attention_mask"])}
+        return self.head(features)["sentence_embedding"]  # (b, D)
 
 def export_backbone(encoder: SentenceEncoder, path: Path) -> Path:
     """Write ``encoder``'s transformer as an ONNX graph with dynamic batch and sequence axes; returns ``path``."""
