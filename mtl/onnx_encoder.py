@@ -99,6 +99,7 @@ class OnnxSentenceEncoder:
                     "attention_mask": torch.from_numpy(feeds["attention_mask"])}
         return self.head(features)["sentence_embedding"]  # (b, D)
 
+
 def export_backbone(encoder: SentenceEncoder, path: Path) -> Path:
     """Write ``encoder``'s transformer as an ONNX graph with dynamic batch and sequence axes; returns ``path``."""
     backbone = _LastHiddenState(encoder.transformer.auto_model).to("cpu").eval()
