@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 
 import mtl.baselines
-from mtl.baselines import majority, tfidf_logreg, vader_lexicon
+from sklearn.metrics import f1_score
+
+from mtl.baselines import LOGREG_GRID, fit_logreg, majority, tfidf_logreg, vader_lexicon
 from mtl.data import load_sentiment
 from mtl.metrics import TaskPredictions, classification_scores
 
@@ -14,16 +16,36 @@ def test_majority_predicts_the_most_frequent_label():
 def test_tfidf_logreg_learns_a_separable_toy_task():
     train = ["goal match striker", "football goal", "stock market shares", "bank shares profit"] * 5
     labels = ["sport", "sport", "business", "business"] * 5
-    predicted, probs = tfidf_logreg(train, labels, ["the striker scored a goal", "shares in the bank"])
-    assert predicted == ["sport", "business"] and probs.shape == (2, 2)
+    fit = tfidf_logreg(train, labels, ["the striker scored a goal", "shares in the bank"])
+    assert fit.predictions == ["sport", "business"] and fit.probabilities.shape == (2, 2)
+    assert fit.params == {"C": 10.0, "class_weight": None} and fit.validation_macro_f1 is None
+
+
+def test_logreg_hyper_parameters_are_chosen_on_the_validation_split():
+    """Imbalanced training data whose minority class only a class-weighted model predicts on validation: the grid
+    must pick class_weight="balanced", and report that choice and its validation score."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 1, (95, 2)), rng.normal(1.2, 1, (5, 2))])
+    y = ["common"] * 95 + ["rare"] * 5
+    val_x = np.concatenate([rng.normal(0, 1, (50, 2)), rng.normal(1.2, 1, (50, 2))])
+    val_y = ["common"] * 50 + ["rare"] * 50
+    fit = fit_logreg(x, y, val_x, validation=(val_x, val_y))
+    assert fit.params["class_weight"] == "balanced" and fit.params["C"] in LOGREG_GRID["C"]
+    untuned = fit_logreg(x, y, val_x)
+    untuned_f1 = f1_score(val_y, untuned.predictions, average="macro")
+    assert fit.validation_macro_f1 == pytest.approx(f1_score(val_y, fit.predictions, average="macro"))
+    assert fit.validation_macro_f1 > untuned_f1 + 0.1
 
 
 def test_tfidf_logreg_is_fitted_to_the_optimum_not_to_a_solver_path(monkeypatch):
     """Predictions must not move when the tolerance tightens 100-fold: the optimum, not where lbfgs happened to stop
-    (which depends on the CPU's kernels), decides them. With sklearn's default tol=1e-4 they do move."""
+    (which depends on the CPU's kernels), decides them. With sklearn's default tol=1e-4 they do move. Tried at the
+    grid's weakest regularisation, the slowest to converge."""
     train, test = load_sentiment("train")[:3000], load_sentiment("test")[:1500]
-    fit = lambda: tfidf_logreg([ex.text for ex in train], [ex.labels["sentiment"] for ex in train],
-                               [ex.text for ex in test])[0]
+    monkeypatch.setitem(mtl.baselines.LOGREG_GRID, "C", (max(mtl.baselines.LOGREG_GRID["C"]),))  # hardest to fit
+    texts = lambda examples: [ex.text for ex in examples]  # noqa: E731
+    fit = lambda: tfidf_logreg(texts(train), [ex.labels["sentiment"] for ex in train], texts(test),
+                               validation=(texts(test), [ex.labels["sentiment"] for ex in test])).predictions
     converged = fit()
     monkeypatch.setattr(mtl.baselines, "LOGREG_TOL", mtl.baselines.LOGREG_TOL / 100)
     assert fit() == converged
