@@ -29,7 +29,7 @@ from mtl import recipe
 from mtl.data import TASK_LABELS, Example
 from mtl.freezing import freeze
 from mtl.metrics import (MAIN_METRIC, TaskPredictions, classification_scores, example_statistics, main_score,
-                         predict_examples, score_statistics)
+                         paired_bootstrap, predict_examples, score_statistics)
 from mtl.model import MultiTaskModel
 from mtl.prefix_cache import PrefixCache
 from mtl.sampling import task_probabilities
@@ -263,51 +263,6 @@ def mean_std(frame: pd.DataFrame, by: str = "setup", decimals: int = 3) -> pd.Da
     grouped = frame.groupby(level=by) if by in frame.index.names else frame.groupby(by)
     mean, std = grouped.mean(numeric_only=True), grouped.std(numeric_only=True)
     return mean.map(lambda v: f"{v:.{decimals}f}") + " ± " + std.map(lambda v: f"{v:.{decimals}f}")
-
-
-# ---- paired significance -----------------------------------------------------------------------------------------
-
-def paired_bootstrap(a: Sequence[TaskPredictions], b: Sequence[TaskPredictions], n_resamples: int = 2000,
-                     seed: int = 0) -> dict[str, float]:
-    """Paired bootstrap for the difference of the main score (macro-F1 / entity F1), model A minus model B.
-
-    ``a[i]`` and ``b[i]`` are the two models' predictions of one task on the same test examples for seed ``i``. The
-    observed difference is mean_i score(a[i]) - mean_i score(b[i]). Each resample draws test examples with
-    replacement and scores every seed of both models on that same resample, so the pairing by example and by seed
-    is kept. Returns the means, the difference, its 95 % percentile interval, and a two-sided p-value for "no
-    difference": the share of resampled differences at least as far from the observed one as the observed one is
-    from 0 (the bootstrap distribution shifted to the null). Scores that are not means over examples (macro-F1,
-    entity F1) are handled exactly, which a per-example test such as McNemar's cannot do.
-    """
-    if len(a) != len(b) or len(a) == 0:
-        raise ValueError(f"Need the same positive number of seeds for both models, got {len(a)} and {len(b)}.")
-    kinds = {p.kind for p in [*a, *b]}
-    if len(kinds) != 1:
-        raise ValueError(f"All predictions must be of one task kind, got {sorted(kinds)}.")
-    indices = {tuple(sorted(p.index)) for p in [*a, *b]}
-    if len(indices) != 1:
-        raise ValueError("Paired predictions must cover the same test examples (their `index` lists differ).")
-    kind = kinds.pop()
-    stats_a = np.stack([example_statistics(p) for p in a])  # (S, n, k)
-    stats_b = np.stack([example_statistics(p) for p in b])
-    n = stats_a.shape[1]
-    score_a, score_b = score_statistics(stats_a.sum(1), kind), score_statistics(stats_b.sum(1), kind)  # (S,)
-    observed = float(score_a.mean() - score_b.mean())
-    rng = np.random.default_rng(seed)
-    differences = []
-    for start in range(0, n_resamples, 250):
-        m = min(250, n_resamples - start)
-        draws = rng.integers(0, n, size=(m, n)) + n * np.arange(m)[:, None]
-        counts = np.bincount(draws.ravel(), minlength=m * n).reshape(m, n).astype(np.float64)  # (m, n) weights
-        resampled_a = score_statistics(counts @ stats_a, kind).mean(0)  # (S, m, k) -> (S, m) -> (m,)
-        resampled_b = score_statistics(counts @ stats_b, kind).mean(0)
-        differences.append(resampled_a - resampled_b)
-    differences = np.concatenate(differences)
-    extreme = np.sum(np.abs(differences - observed) >= abs(observed))
-    low, high = np.percentile(differences, [2.5, 97.5])
-    return {"metric": MAIN_METRIC[kind], "a": float(score_a.mean()), "b": float(score_b.mean()),
-            "difference": observed, "ci_low": float(low), "ci_high": float(high),
-            "p_value": float((extreme + 1) / (n_resamples + 1)), "examples": n, "seeds": len(a)}
 
 
 # ---- error analysis ----------------------------------------------------------------------------------------------
