@@ -70,16 +70,22 @@ def flat_scores(predictions: Mapping[str, TaskPredictions]) -> dict[str, float]:
             for metric, value in preds.scores().items() if metric != "token_accuracy"}
 
 
-def label_scores(task: str, examples: Sequence[Example], predicted: Sequence) -> dict[str, float]:
-    """{"task/metric": value} of predicted labels (sentence tasks) or tag lists (token tasks), one per example, e.g.
-    a baseline's output: accuracy and macro-F1 over the task's labels, or entity F1."""
+def label_predictions(task: str, examples: Sequence[Example], predicted: Sequence) -> TaskPredictions:
+    """A baseline's predicted labels (sentence tasks) or tag lists (token tasks), one per example, as
+    ``TaskPredictions`` (in example order), so it can be scored and paired with a model like any other."""
     gold = [ex.labels[task] for ex in examples]
     if len(gold) != len(predicted):
         raise ValueError(f"{len(predicted)} predictions for {len(gold)} examples of task {task!r}.")
-    if KINDS[task] == "token":
-        preds = TaskPredictions("token", TASK_LABELS[task], list(range(len(gold))), gold, list(predicted))
+    return TaskPredictions(KINDS[task], TASK_LABELS[task], list(range(len(gold))), gold, list(predicted))
+
+
+def label_scores(task: str, examples: Sequence[Example], predicted: Sequence) -> dict[str, float]:
+    """{"task/metric": value} of a baseline's predictions: accuracy and macro-F1 over the task's labels, or entity
+    F1."""
+    preds = label_predictions(task, examples, predicted)
+    if preds.kind == "token":
         return {f"{task}/entity_f1": main_score(preds)}
-    return {f"{task}/{k}": v for k, v in classification_scores(gold, predicted, TASK_LABELS[task]).items()}
+    return {f"{task}/{k}": v for k, v in classification_scores(preds.true, preds.pred, TASK_LABELS[task]).items()}
 
 
 def label_table(predictions: Mapping[str, Mapping[str, Sequence]], test_sets: Mapping[str, Sequence[Example]],
@@ -229,6 +235,21 @@ class SeedStudy:
                 raise KeyError(f"Setup {setup!r} has no {task!r} predictions; setups: {list(self.setups)}.")
         return paired_bootstrap([self.predictions[a, s][task] for s in self.seeds],
                                 [self.predictions[b, s][task] for s in self.seeds], n_resamples, seed)
+
+    def compare(self, comparisons: Sequence[tuple[str, str, str]], n_resamples: int = 2000,
+                alpha: float = 0.05) -> pd.DataFrame:
+        """One row per (setup a, setup b, task): ``paired`` of a against b, the difference per seed, and
+        ``significant``: p below ``alpha`` divided by the number of comparisons (Bonferroni)."""
+        rows = {}
+        for a, b, task in comparisons:
+            result = self.paired(task, a, b, n_resamples)
+            per_seed = {f"seed {s}": main_score(self.predictions[a, s][task]) - main_score(self.predictions[b, s][task])
+                        for s in self.seeds}
+            rows[f"{a} - {b}", task] = {k: result[k] for k in ("metric", "a", "b", "difference", "ci_low", "ci_high",
+                                                                "p_value")} | per_seed
+        table = pd.DataFrame(rows).T.rename_axis(["comparison", "task"])
+        table["significant"] = table.p_value.astype(float) < alpha / len(comparisons)
+        return table
 
 
 def seed_study(seeds: Sequence[int], steps_per_epoch: int, test_sets: Mapping[str, Sequence[Example]],

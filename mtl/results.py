@@ -55,13 +55,14 @@ class NotebookResults:
             self.committed = json.loads(self.path.read_text())["values"]
         self.values: dict[str, dict] = {}
 
-    def record(self, key: str, value, tolerance: float = 0.0):
+    def record(self, key: str, value, tolerance: float | None = 0.0):
         """Keep ``value`` under ``key`` (returned unchanged). Checking: it must equal the committed value, for numbers
-        within ``tolerance`` (absolute), else AssertionError naming both."""
-        if not tolerance >= 0:
-            raise ValueError(f"tolerance must be >= 0, got {tolerance}.")
+        within ``tolerance`` (absolute), else AssertionError naming both. ``tolerance=None``: recorded, never
+        compared (a wall time, which depends on the machine and its load)."""
+        if tolerance is not None and not tolerance >= 0:
+            raise ValueError(f"tolerance must be >= 0 or None, got {tolerance}.")
         plain = _plain(value)
-        if self.check:
+        if self.check and tolerance is not None:
             if key not in self.committed:
                 raise AssertionError(f"{self.path.name}: {key!r} was never recorded; run `make all` to record it.")
             expected = self.committed[key]["value"]
@@ -76,10 +77,12 @@ class NotebookResults:
             self._write()
         return value
 
-    def record_frame(self, key: str, frame: pd.DataFrame | Mapping, tolerance: float = 0.0) -> None:
-        """Every numeric cell of ``frame`` as ``key/<row>/<column>`` (NaN cells are skipped)."""
+    def record_frame(self, key: str, frame: pd.DataFrame | Mapping, tolerance: float | None = 0.0) -> None:
+        """Every numeric cell of ``frame`` as ``key/<row>/<column>`` (NaN cells are skipped; a row label that is a
+        tuple, from a MultiIndex, is joined with "/")."""
         frame = pd.DataFrame(frame)
         for row, values in frame.iterrows():
+            row = "/".join(map(str, row)) if isinstance(row, tuple) else row
             for column, value in values.items():
                 if isinstance(value, (Number, np.generic)) and not pd.isna(value):
                     self.record(f"{key}/{row}/{column}", value, tolerance)

@@ -68,3 +68,27 @@ def test_entity_f1_is_entity_level():
     scores = preds.scores()
     assert scores["entity_f1"] == 0.0  # half an entity is a wrong entity
     assert scores["token_accuracy"] == pytest.approx(2 / 3)
+
+
+def test_validation_scores_each_task_on_its_own_dataset_and_reports_the_others(tiny_model):
+    """Model selection must see the population the test measures: topic on the headlines, not pooled with the NER
+    sentences' topics, which are reported separately; a task without a dataset of its own is pooled."""
+    from mtl.metrics import evaluate
+    from mtl.tasks import load_datasets
+
+    val = load_datasets(["topic", "ner"], "validation", limit=12)
+    scores = evaluate(tiny_model, val)
+    assert scores["topic/accuracy"] == evaluate(tiny_model, {"topic": val["topic"]})["topic/accuracy"]
+    assert scores["topic@ner/accuracy"] == evaluate(tiny_model, {"x": val["ner"]})["topic/accuracy"]  # pooled: one set
+    assert "ner/entity_f1" in scores and not any(key.startswith("sentiment") for key in scores)
+
+
+def test_ner_is_scored_on_whole_sentences_words_past_the_length_limit_count_as_o(tiny_model):
+    from mtl.data import Example
+    from mtl.metrics import predict_examples
+
+    words = tuple(f"w{i}" for i in range(60))  # far more than max_seq_length=32 word pieces
+    tags = ["B-PER"] + ["O"] * 58 + ["B-LOC"]  # the last entity lies past the limit
+    preds = predict_examples(tiny_model, [Example(" ".join(words), {"ner": tags}, words)], tasks=["ner"])["ner"]
+    assert preds.true == [tags] and len(preds.pred[0]) == 60
+    assert preds.pred[0][-20:] == ["O"] * 20  # never seen by the model: predicted "O", so the LOC entity is missed

@@ -323,6 +323,11 @@ def test_seed_study_trains_every_setup_for_every_seed(monkeypatch):
     assert study.paired("topic", "single-task, + lead topics", "single-task", n_resamples=50)["seeds"] == 2
     with pytest.raises(KeyError, match="has no 'ner' predictions"):
         study.paired("ner", "single-task, + lead topics", "single-task")
+    table = study.compare([("multi-task", "single-task", "topic"), ("multi-task", "multi-task", "ner")], 50)
+    same = table.loc[("multi-task - multi-task", "ner")]
+    assert same.difference == 0 and same["seed 0"] == 0 and not same.significant
+    row = table.loc[("multi-task - single-task", "topic")]
+    assert row.difference == pytest.approx(np.mean([row["seed 0"], row["seed 1"]]))  # the mean of the seeds' gaps
 
 
 def test_the_controls_see_the_topic_data_they_claim(monkeypatch):

@@ -18,8 +18,9 @@ def test_recording_writes_every_value_at_once_and_finish_drops_keys_no_longer_re
     assert second.record("acc", np.float32(0.8815), tolerance=0.02) == np.float32(0.8815)  # returned unchanged
     assert load("nb", tmp_path) == {"old": 1, "acc": 0.8815}  # written at once; "old" kept until finish
     second.record_frame("table", pd.DataFrame({"f1": [0.5, np.nan]}, index=["a", "b"]))
+    second.record_frame("multi", pd.DataFrame({"f1": [0.25]}, index=pd.MultiIndex.from_tuples([("x", "y")])))
     second.finish()
-    assert load("nb", tmp_path) == {"acc": 0.8815, "table/a/f1": 0.5}
+    assert load("nb", tmp_path) == {"acc": 0.8815, "table/a/f1": 0.5, "multi/x/y/f1": 0.25}
     assert json.loads((tmp_path / "nb.json").read_text())["values"]["acc"]["tolerance"] == 0.02
 
 
@@ -28,11 +29,13 @@ def test_checking_compares_within_the_tolerance_and_writes_nothing(tmp_path, mon
     writer = NotebookResults("nb", tmp_path)
     writer.record("acc", 0.88, tolerance=0.02)
     writer.record("name", "mean")
+    writer.record("seconds", 12.5, tolerance=None)
     writer.finish()
     before = (tmp_path / "nb.json").read_text()
     monkeypatch.setenv(CHECK_ENV, "1")
     checker = NotebookResults("nb", tmp_path)
     checker.record("acc", 0.899, tolerance=0.02)  # within tolerance
+    checker.record("seconds", 99.0, tolerance=None)  # a timing: recorded, not compared
     with pytest.raises(AssertionError, match=r"acc = 0\.901, recorded 0\.88 \(tolerance 0\.02\)"):
         checker.record("acc", 0.901, tolerance=0.02)
     with pytest.raises(AssertionError, match="'name'.*recorded 'mean'|name = 'max'"):
