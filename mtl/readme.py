@@ -44,7 +44,40 @@ def transfer() -> str:
                   "wall time / full fine-tuning"], rows)
 
 
-BLOCKS: dict[str, Callable[[], str]] = {"transfer": transfer}
+def test_split() -> str:
+    """Notebooks 04-05: every method on the held-out test split (the final model: seed 0)."""
+    r = load("05_evaluation")
+    methods = sorted({key.split("/")[1] for key in r if key.startswith("baselines/")},
+                     key=["majority class", "TF-IDF + LR (recipe subsample)", "TF-IDF + LR (full train split)",
+                          "frozen MiniLM + LR (recipe subsample)", "VADER lexicon", "most frequent tag per word"].index)
+    cell = lambda key: f3(r[key]) if key in r else "-"  # noqa: E731
+    rows = [[method, cell(f"baselines/{method}/topic/accuracy"), cell(f"baselines/{method}/sentiment/macro_f1"),
+             cell(f"baselines/{method}/ner/entity_f1")] for method in methods]
+    rows.append(["**multi-task model** (notebook 04)", f3(r["final/topic/accuracy"]), f3(r["final/sentiment/macro_f1"]),
+                 f3(r["final_ner/micro avg/f1"])])
+    return table(["method", "topic accuracy", "sentiment macro-F1", "NER entity F1 (vs spaCy)"], rows)
+
+
+def model_vs_baselines() -> str:
+    """Notebook 05: the final model minus each strong baseline on the test split, paired bootstrap, 95 % interval."""
+    r = load("05_evaluation")
+    names = sorted({key.split("/")[1] for key in r if key.startswith("final_vs_baselines/")})
+    rows = [[name.removeprefix("model - "), f3(r[f"final_vs_baselines/{name}/a"]), f3(r[f"final_vs_baselines/{name}/b"]),
+             interval(r, f"final_vs_baselines/{name}")] for name in names]
+    return table(["baseline (task)", "model", "baseline", "model - baseline (95 % interval)"], rows)
+
+
+def sharing() -> str:
+    """Notebook 05: multi- against single-task and the two controls, paired bootstrap over test examples x seeds."""
+    r = load("05_evaluation")
+    pairs = sorted({tuple(key.split("/")[1:3]) for key in r if key.startswith("paired/")}, key=lambda p: (p[1], p[0]))
+    rows = [[comparison, task, f3(r[f"paired/{comparison}/{task}/a"]), f3(r[f"paired/{comparison}/{task}/b"]),
+             interval(r, f"paired/{comparison}/{task}")] for comparison, task in pairs]
+    return table(["a - b", "task", "a", "b", "difference (95 % interval)"], rows)
+
+
+BLOCKS: dict[str, Callable[[], str]] = {"transfer": transfer, "test-split": test_split,
+                                        "model-vs-baselines": model_vs_baselines, "sharing": sharing}
 
 
 def render(text: str) -> str:

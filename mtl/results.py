@@ -45,8 +45,9 @@ class NotebookResults:
     """``record(key, value, tolerance)`` for one notebook; the file is rewritten after every record (nothing lost
     if the notebook fails half-way), or, under the test command, each value is checked against the file."""
 
-    def __init__(self, notebook: str, directory: Path | None = None):
+    def __init__(self, notebook: str, directory: Path | None = None, about: dict | None = None):
         self.notebook, self.path = notebook, Path(directory or RESULTS_DIR) / f"{notebook}.json"
+        self.about = about or {}  # e.g. provenance(): kept in the file beside the values
         self.check = checking()
         self.committed: dict = {}
         if self.check:
@@ -103,10 +104,35 @@ class NotebookResults:
 
     def _dump(self, values: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps({"notebook": self.notebook, "values": dict(sorted(values.items()))}, indent=1)
+        text = json.dumps({"notebook": self.notebook, **({"provenance": self.about} if self.about else {}),
+                           "values": dict(sorted(values.items()))}, indent=1)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(text + "\n")
         tmp.replace(self.path)
+
+
+def provenance(command: str) -> dict[str, str]:
+    """Where a recorded result comes from: the command, git commit (+ "dirty" if the tree had changes), CPU model
+    and cores, library versions, date (UTC)."""
+    import platform
+    import subprocess
+    from datetime import datetime, timezone
+    from importlib.metadata import version
+
+    from mtl.paths import PROJ_ROOT
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=PROJ_ROOT, capture_output=True, text=True).stdout.strip()
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    import torch
+
+    cpu = f"{cpu} ({torch.backends.cpu.get_cpu_capability()})"  # the vector ISA torch's kernels use: AVX2, AVX512...
+    return {"command": command, "commit": git("rev-parse", "--short", "HEAD") + (" dirty" if git("status", "--porcelain") else ""),
+            "cpu": f"{cpu}, {os.cpu_count()} cores", "python": platform.python_version(),
+            **{name: version(name) for name in ("torch", "transformers", "sentence-transformers", "scikit-learn")},
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
 
 def load(notebook: str, directory: Path | None = None) -> dict[str, float | int | str]:
