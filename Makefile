@@ -22,14 +22,18 @@ data: setup                          ## download (pinned, checksummed) and prepa
 notebooks: data
 	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1800 notebooks/0*.ipynb
 
+# Under test the notebooks check their numbers against results/*.json (mtl.results) and draw their figures into a
+# temporary folder: the test command leaves the work tree as it found it.
+CHECKED := MTL_CHECK_RESULTS=1 MTL_FIGURES_DIR=$$(mktemp -d)
+
 test: data                           ## unit tests, then every notebook re-executed and compared by nbval
-	$(PY) -m pytest tests notebooks $(NBVAL) -q
+	$(CHECKED) $(PY) -m pytest tests notebooks $(NBVAL) -q
 
 unit: data
 	$(PY) -m pytest tests -q
 
 nbval: data
-	$(PY) -m pytest notebooks $(NBVAL) -q
+	$(CHECKED) $(PY) -m pytest notebooks $(NBVAL) -q
 
 bench: data                          ## time every notebook and list the slowest cells
 	$(PY) benchmarks/notebook_times.py

@@ -3,6 +3,7 @@
 - majority class;
 - TF-IDF (word 1-2 grams) + logistic regression;
 - frozen sentence embeddings + logistic regression (what the encoder knows before any fine-tuning);
+  both with C and class weighting chosen on the validation split, as the networks' learning rates were;
 - the VADER lexicon (Hutto & Gilbert 2014) for sentiment: compound >= 0.05 positive, <= -0.05 negative, else
   neutral (VADER's documented thresholds);
 - for token tagging, each word's most frequent training tag (a memorising baseline in the spirit of CoNLL-2003's,
@@ -12,12 +13,13 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.dummy import DummyClassifier
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
+from sklearn.metrics import f1_score
 
 from mtl.encoder import SentenceEncoder
 
@@ -36,24 +38,63 @@ def majority(train_labels: Sequence[str], n_test: int) -> list[str]:
     return list(model.predict(np.zeros((n_test, 1))))
 
 
+# The network's recipe was chosen among four variants on the validation split (two learning-rate pairs x class
+# weighting on or off); each logistic regression gets the same effort: four variants, C x class weighting, chosen
+# by validation macro-F1.
+LOGREG_GRID = {"C": (1.0, 10.0), "class_weight": (None, "balanced")}
+
+
+@dataclass
+class LogRegFit:
+    """Test predictions of a logistic-regression baseline and the hyper-parameters it used."""
+
+    predictions: list[str]
+    probabilities: np.ndarray  # (n_test, K), columns in sorted label order
+    params: dict  # C and class_weight
+    validation_macro_f1: float | None  # of the chosen params; None when they were given, not chosen
+
+
+def fit_logreg(train_x, train_labels: Sequence[str], test_x, validation: tuple | None = None, seed: int = 0,
+               C: float = 1.0) -> LogRegFit:
+    """Logistic regression on feature matrices. With ``validation`` = (features, labels): every ``LOGREG_GRID``
+    combination is fitted on the training data and the one with the best validation macro-F1 kept (ties: the
+    smaller C, then no class weighting); without it, ``C`` and no class weighting. Along each class weighting the
+    fits run from the smallest C up, each starting from the previous optimum (``warm_start``): the regularised
+    optimum is unique, so this changes how fast lbfgs gets there, not where."""
+    labels, train_labels = sorted(set(train_labels)), list(train_labels)
+    grid = {"C": (C,), "class_weight": (None,)} if validation is None else LOGREG_GRID
+    best = None
+    for class_weight in grid["class_weight"]:
+        model = LogisticRegression(tol=LOGREG_TOL, max_iter=LOGREG_MAX_ITER, random_state=seed, warm_start=True,
+                                   class_weight=class_weight)
+        for value in sorted(grid["C"]):
+            model.set_params(C=value).fit(train_x, train_labels)
+            score = None if validation is None else float(f1_score(
+                list(validation[1]), model.predict(validation[0]), labels=labels, average="macro", zero_division=0))
+            if best is None or score > best.validation_macro_f1:
+                best = LogRegFit(list(model.predict(test_x)), model.predict_proba(test_x),
+                                 {"C": value, "class_weight": class_weight}, score)
+    return best
+
+
 def tfidf_logreg(train_texts: Sequence[str], train_labels: Sequence[str], test_texts: Sequence[str],
-                 seed: int = 0) -> tuple[list[str], np.ndarray]:
-    """Predictions and class probabilities (columns in sorted label order) of TF-IDF + logistic regression."""
-    model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True),
-                          LogisticRegression(C=10.0, tol=LOGREG_TOL, max_iter=LOGREG_MAX_ITER,
-                                             random_state=seed))
-    model.fit(list(train_texts), list(train_labels))
-    return list(model.predict(list(test_texts))), model.predict_proba(list(test_texts))
+                 validation: tuple[Sequence[str], Sequence[str]] | None = None, seed: int = 0) -> LogRegFit:
+    """TF-IDF (word 1-2 grams, fitted on the training texts) + logistic regression; ``validation`` = (texts,
+    labels) chooses C and class_weight (``fit_logreg``), else C = 10."""
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True).fit(list(train_texts))
+    features = lambda texts: vectorizer.transform(list(texts))  # noqa: E731
+    held_out = None if validation is None else (features(validation[0]), validation[1])
+    return fit_logreg(features(train_texts), train_labels, features(test_texts), held_out, seed, C=10.0)
 
 
 def embedding_logreg(encoder: SentenceEncoder, train_texts: Sequence[str], train_labels: Sequence[str],
-                     test_texts: Sequence[str], seed: int = 0) -> tuple[list[str], np.ndarray]:
-    """Logistic regression on frozen sentence embeddings (a linear probe of the pretrained encoder)."""
-    train_x = encoder.encode(list(train_texts), show_progress_bar=False)
-    test_x = encoder.encode(list(test_texts), show_progress_bar=False)
-    model = LogisticRegression(C=1.0, tol=LOGREG_TOL, max_iter=LOGREG_MAX_ITER, random_state=seed)
-    model.fit(train_x, list(train_labels))
-    return list(model.predict(test_x)), model.predict_proba(test_x)
+                     test_texts: Sequence[str], validation: tuple[Sequence[str], Sequence[str]] | None = None,
+                     seed: int = 0) -> LogRegFit:
+    """Logistic regression on frozen sentence embeddings (a linear probe of the pretrained encoder); ``validation``
+    chooses C and class_weight, else C = 1."""
+    features = lambda texts: encoder.encode(list(texts), show_progress_bar=False)  # noqa: E731
+    held_out = None if validation is None else (features(validation[0]), validation[1])
+    return fit_logreg(features(train_texts), train_labels, features(test_texts), held_out, seed, C=1.0)
 
 
 def vader_lexicon(texts: Sequence[str]) -> list[str]:

@@ -4,8 +4,9 @@
   served from a ``PrefixCache`` shared by every model in the notebook.
 - ``sentence_report``, ``entity_report``, ``confusion``: macro precision / recall / F1, one-vs-rest ROC-AUC and
   confusion matrices (scikit-learn); entity-level scores per type (seqeval).
-- ``single_task_steps`` and ``seed_study``: the recipe (``mtl.recipe``) trained as one multi-task model and as one
-  model per task with the same number of steps per task, for several seeds.
+- ``single_task_steps``, ``study_setups`` and ``seed_study``: the recipe (``mtl.recipe``) trained as one multi-task
+  model, as one model per task with the same number of steps per task, and as two controls that separate "more topic
+  data" from "sharing an encoder", for several seeds.
 - ``paired_bootstrap``: is a difference between two models bigger than test-set noise? Resamples test examples,
   paired by example and by seed (Efron & Tibshirani 1993; Berg-Kirkpatrick et al., EMNLP 2012, for NLP).
 - ``prediction_frame``, ``confident_mistakes``, ``scores_by``: predictions per example for error analysis.
@@ -21,21 +22,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from seqeval.metrics import classification_report as seqeval_report
-from seqeval.metrics.sequence_labeling import get_entities
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, roc_auc_score
 from sklearn.model_selection import train_test_split
 
 from mtl import recipe
 from mtl.data import TASK_LABELS, Example
 from mtl.freezing import freeze
-from mtl.metrics import TaskPredictions, classification_scores, predict_examples
+from mtl.metrics import (MAIN_METRIC, TaskPredictions, classification_scores, example_statistics, main_score,
+                         paired_bootstrap, predict_examples, score_statistics)
 from mtl.model import MultiTaskModel
 from mtl.prefix_cache import PrefixCache
 from mtl.sampling import task_probabilities
 from mtl.tasks import KINDS
 
-MAIN_METRIC = {"sentence": "macro_f1", "token": "entity_f1"}  # as in mtl.train: what selects epochs and is compared
-SETUPS = ("multi-task", "single-task")
 
 
 # ---- scoring a model on the test sets --------------------------------------------------------------------------
@@ -71,16 +70,22 @@ def flat_scores(predictions: Mapping[str, TaskPredictions]) -> dict[str, float]:
             for metric, value in preds.scores().items() if metric != "token_accuracy"}
 
 
-def label_scores(task: str, examples: Sequence[Example], predicted: Sequence) -> dict[str, float]:
-    """{"task/metric": value} of predicted labels (sentence tasks) or tag lists (token tasks), one per example, e.g.
-    a baseline's output: accuracy and macro-F1 over the task's labels, or entity F1."""
+def label_predictions(task: str, examples: Sequence[Example], predicted: Sequence) -> TaskPredictions:
+    """A baseline's predicted labels (sentence tasks) or tag lists (token tasks), one per example, as
+    ``TaskPredictions`` (in example order), so it can be scored and paired with a model like any other."""
     gold = [ex.labels[task] for ex in examples]
     if len(gold) != len(predicted):
         raise ValueError(f"{len(predicted)} predictions for {len(gold)} examples of task {task!r}.")
-    if KINDS[task] == "token":
-        preds = TaskPredictions("token", TASK_LABELS[task], list(range(len(gold))), gold, list(predicted))
+    return TaskPredictions(KINDS[task], TASK_LABELS[task], list(range(len(gold))), gold, list(predicted))
+
+
+def label_scores(task: str, examples: Sequence[Example], predicted: Sequence) -> dict[str, float]:
+    """{"task/metric": value} of a baseline's predictions: accuracy and macro-F1 over the task's labels, or entity
+    F1."""
+    preds = label_predictions(task, examples, predicted)
+    if preds.kind == "token":
         return {f"{task}/entity_f1": main_score(preds)}
-    return {f"{task}/{k}": v for k, v in classification_scores(gold, predicted, TASK_LABELS[task]).items()}
+    return {f"{task}/{k}": v for k, v in classification_scores(preds.true, preds.pred, TASK_LABELS[task]).items()}
 
 
 def label_table(predictions: Mapping[str, Mapping[str, Sequence]], test_sets: Mapping[str, Sequence[Example]],
@@ -172,11 +177,42 @@ def single_task_steps(sizes: Mapping[str, int], steps_per_epoch: int, strategy: 
     return {task: max(1, round(steps_per_epoch * p)) for task, p in probabilities.items()}
 
 
+@dataclass(frozen=True)
+class Run:
+    """One model of a study setup: its heads, steps per epoch, training sets, and labels removed from them."""
+
+    tasks: tuple[str, ...]
+    steps: int
+    datasets: tuple[str, ...] | None = None  # None: each task's own training set
+    drop_labels: tuple[tuple[str, str], ...] = ()  # (dataset, task)
+
+
+def study_setups(sizes: Mapping[str, int], steps_per_epoch: int, tasks: Sequence[str] = recipe.TASKS,
+                 controls: bool = True) -> dict[str, list[Run]]:
+    """The models each setup trains, with the same budget per task (``single_task_steps``).
+
+    - ``multi-task``: one model, every task's data; the NER sentences also carry their article's topic, so its topic
+      head learns from them too;
+    - ``single-task``: one model per task, on that task's data only.
+    With ``controls``, two setups that separate "more topic data" from "sharing one encoder":
+    - ``multi-task, no lead topics``: the multi-task model with the NER sentences' topic labels removed (the same
+      topic data as the single-task topic model, the encoder still shared);
+    - ``single-task, + lead topics``: a topic-only model that also draws the NER sentences (their topic labels only),
+      for the steps that carry topic labels in the multi-task schedule (its topic and NER steps)."""
+    single = single_task_steps(sizes, steps_per_epoch)
+    setups = {"multi-task": [Run(tuple(tasks), steps_per_epoch)],
+              "single-task": [Run((task,), single[task]) for task in tasks]}
+    if controls:
+        setups["multi-task, no lead topics"] = [Run(tuple(tasks), steps_per_epoch, drop_labels=(("ner", "topic"),))]
+        setups["single-task, + lead topics"] = [Run(("topic",), single["topic"] + single["ner"], ("topic", "ner"))]
+    return setups
+
+
 @dataclass
 class SeedStudy:
-    """Test predictions of the recipe trained multi-task and single-task, per seed."""
+    """Test predictions of the recipe trained in several setups (``study_setups``), per seed."""
 
-    steps_per_epoch: dict[str, int]  # "multi-task" and each task's single-task model
+    setups: dict[str, list[Run]]
     predictions: dict[tuple[str, int], dict[str, TaskPredictions]] = field(default_factory=dict)  # (setup, seed)
     models: dict[tuple[str, int], dict[str, MultiTaskModel]] = field(default_factory=dict)  # kept seeds only
     seconds: dict[tuple[str, int], float] = field(default_factory=dict)  # training wall time (all its models)
@@ -191,34 +227,50 @@ class SeedStudy:
                 for (setup, seed), preds in self.predictions.items()]
         return pd.DataFrame(rows).set_index(["setup", "seed"]).sort_index()
 
-    def paired(self, task: str, n_resamples: int = 2000, seed: int = 0) -> dict[str, float]:
-        """``paired_bootstrap`` of multi-task against single-task on ``task``, paired by seed and test example."""
-        return paired_bootstrap([self.predictions["multi-task", s][task] for s in self.seeds],
-                                [self.predictions["single-task", s][task] for s in self.seeds], n_resamples, seed)
+    def paired(self, task: str, a: str = "multi-task", b: str = "single-task", n_resamples: int = 2000,
+               seed: int = 0) -> dict[str, float]:
+        """``paired_bootstrap`` of setup ``a`` against setup ``b`` on ``task``, paired by seed and test example."""
+        for setup in (a, b):
+            if task not in self.predictions.get((setup, self.seeds[0]), {}):
+                raise KeyError(f"Setup {setup!r} has no {task!r} predictions; setups: {list(self.setups)}.")
+        return paired_bootstrap([self.predictions[a, s][task] for s in self.seeds],
+                                [self.predictions[b, s][task] for s in self.seeds], n_resamples, seed)
+
+    def compare(self, comparisons: Sequence[tuple[str, str, str]], n_resamples: int = 2000,
+                alpha: float = 0.05) -> pd.DataFrame:
+        """One row per (setup a, setup b, task): ``paired`` of a against b, the difference per seed, and
+        ``significant``: p below ``alpha`` divided by the number of comparisons (Bonferroni)."""
+        rows = {}
+        for a, b, task in comparisons:
+            result = self.paired(task, a, b, n_resamples)
+            per_seed = {f"seed {s}": main_score(self.predictions[a, s][task]) - main_score(self.predictions[b, s][task])
+                        for s in self.seeds}
+            rows[f"{a} - {b}", task] = {k: result[k] for k in ("metric", "a", "b", "difference", "ci_low", "ci_high",
+                                                                "p_value")} | per_seed
+        table = pd.DataFrame(rows).T.rename_axis(["comparison", "task"])
+        table["significant"] = table.p_value.astype(float) < alpha / len(comparisons)
+        return table
 
 
 def seed_study(seeds: Sequence[int], steps_per_epoch: int, test_sets: Mapping[str, Sequence[Example]],
                cache: PrefixCache, tasks: Sequence[str] = recipe.TASKS, keep_models: Sequence[int] = (),
-               val_limit: int = recipe.VAL_LIMIT, **overrides) -> SeedStudy:
-    """For each seed: ``recipe.train_recipe`` on all ``tasks`` together, and on each task alone for
-    ``single_task_steps`` steps per epoch; every model scored on the test sets. All runs share ``cache`` (same
-    frozen bottom), so the frozen layers run once per distinct text in the whole study. ``overrides`` go to
-    ``TrainConfig`` (e.g. ``epochs=1``) for both setups alike, ``val_limit`` to ``recipe.train_recipe``. Models of
-    the seeds in ``keep_models`` are kept."""
+               val_limit: int = recipe.VAL_LIMIT, controls: bool = True, **overrides) -> SeedStudy:
+    """For each seed, every setup of ``study_setups`` trained with ``recipe.train_recipe`` and scored on the test
+    sets. All runs share ``cache`` (same frozen bottom), so the frozen layers run once per distinct text in the whole
+    study. ``overrides`` go to ``TrainConfig`` (e.g. ``epochs=1``) for every setup alike, ``val_limit`` to
+    ``recipe.train_recipe``. Models of the seeds in ``keep_models`` are kept."""
     train_sets, _ = recipe.recipe_data(tasks)
-    single = single_task_steps({task: len(examples) for task, examples in train_sets.items()}, steps_per_epoch)
-    study = SeedStudy({"multi-task": steps_per_epoch, **single})
+    study = SeedStudy(study_setups({task: len(examples) for task, examples in train_sets.items()}, steps_per_epoch,
+                                   tasks, controls))
     for seed in seeds:
-        runs = {"multi-task": [(tuple(tasks), steps_per_epoch)],
-                "single-task": [((task,), single[task]) for task in tasks]}
-        for setup, plan in runs.items():
+        for setup, runs in study.setups.items():
             predictions, models, started = {}, {}, time.perf_counter()
-            for run_tasks, steps in plan:
-                model, _ = recipe.train_recipe(run_tasks, seed, steps, prefix_cache=cache, val_limit=val_limit,
-                                               **overrides)
+            for run in runs:
+                model, _ = recipe.train_recipe(run.tasks, seed, run.steps, prefix_cache=cache, val_limit=val_limit,
+                                               datasets=run.datasets, drop_labels=run.drop_labels, **overrides)
                 with through_cache(model, cache, recipe.CONFIG.freeze):
                     predictions.update(predict_tests(model, test_sets))
-                models["all" if len(run_tasks) > 1 else run_tasks[0]] = model
+                models["all" if len(run.tasks) > 1 else run.tasks[0]] = model
             study.predictions[setup, seed] = predictions
             study.seconds[setup, seed] = time.perf_counter() - started
             if seed in keep_models:
@@ -232,85 +284,6 @@ def mean_std(frame: pd.DataFrame, by: str = "setup", decimals: int = 3) -> pd.Da
     grouped = frame.groupby(level=by) if by in frame.index.names else frame.groupby(by)
     mean, std = grouped.mean(numeric_only=True), grouped.std(numeric_only=True)
     return mean.map(lambda v: f"{v:.{decimals}f}") + " ± " + std.map(lambda v: f"{v:.{decimals}f}")
-
-
-# ---- paired significance -----------------------------------------------------------------------------------------
-
-def example_statistics(preds: TaskPredictions) -> np.ndarray:
-    """(n, k) additive counts per test example, in example order, from which the task's main score follows:
-    sentence tasks: per class [true positive, predicted, true] (k = 3 * classes) for macro-F1; token tasks:
-    [correct entities, predicted entities, true entities] (k = 3) for entity-level micro-F1 (seqeval's entities)."""
-    order = np.argsort(preds.index, kind="stable")
-    if preds.kind == "sentence":
-        labels = np.asarray(preds.labels)
-        true = np.asarray(preds.true)[order][:, None] == labels  # (n, C) one-hot
-        pred = np.asarray(preds.pred)[order][:, None] == labels
-        return np.concatenate([true & pred, pred, true], axis=1).astype(np.float64)
-    rows = []
-    for i in order:
-        true, pred = set(get_entities(list(preds.true[i]))), set(get_entities(list(preds.pred[i])))
-        rows.append((len(true & pred), len(pred), len(true)))
-    return np.asarray(rows, dtype=np.float64).reshape(-1, 3)
-
-
-def main_score(preds: TaskPredictions) -> float:
-    """The task's main score (macro-F1 or entity F1) from ``example_statistics``; unlike seqeval, silent when a
-    model predicts no entity at all (its entity F1 is 0)."""
-    return float(score_statistics(example_statistics(preds).sum(0), preds.kind))
-
-
-def score_statistics(stats: np.ndarray, kind: str) -> np.ndarray:
-    """The main score from summed ``example_statistics`` (..., k): macro-F1 (sentence) or entity F1 (token)."""
-    if kind not in MAIN_METRIC:
-        raise ValueError(f"Unknown task kind {kind!r}; valid kinds are {tuple(MAIN_METRIC)}.")
-    k = stats.shape[-1] // 3
-    correct, predicted, true = stats[..., :k], stats[..., k:2 * k], stats[..., 2 * k:]
-    denominator = predicted + true
-    f1 = np.divide(2 * correct, denominator, out=np.zeros_like(denominator), where=denominator > 0)
-    return f1.mean(-1)  # token tasks: k = 1, the mean is the value itself
-
-
-def paired_bootstrap(a: Sequence[TaskPredictions], b: Sequence[TaskPredictions], n_resamples: int = 2000,
-                     seed: int = 0) -> dict[str, float]:
-    """Paired bootstrap for the difference of the main score (macro-F1 / entity F1), model A minus model B.
-
-    ``a[i]`` and ``b[i]`` are the two models' predictions of one task on the same test examples for seed ``i``. The
-    observed difference is mean_i score(a[i]) - mean_i score(b[i]). Each resample draws test examples with
-    replacement and scores every seed of both models on that same resample, so the pairing by example and by seed
-    is kept. Returns the means, the difference, its 95 % percentile interval, and a two-sided p-value for "no
-    difference": the share of resampled differences at least as far from the observed one as the observed one is
-    from 0 (the bootstrap distribution shifted to the null). Scores that are not means over examples (macro-F1,
-    entity F1) are handled exactly, which a per-example test such as McNemar's cannot do.
-    """
-    if len(a) != len(b) or len(a) == 0:
-        raise ValueError(f"Need the same positive number of seeds for both models, got {len(a)} and {len(b)}.")
-    kinds = {p.kind for p in [*a, *b]}
-    if len(kinds) != 1:
-        raise ValueError(f"All predictions must be of one task kind, got {sorted(kinds)}.")
-    indices = {tuple(sorted(p.index)) for p in [*a, *b]}
-    if len(indices) != 1:
-        raise ValueError("Paired predictions must cover the same test examples (their `index` lists differ).")
-    kind = kinds.pop()
-    stats_a = np.stack([example_statistics(p) for p in a])  # (S, n, k)
-    stats_b = np.stack([example_statistics(p) for p in b])
-    n = stats_a.shape[1]
-    score_a, score_b = score_statistics(stats_a.sum(1), kind), score_statistics(stats_b.sum(1), kind)  # (S,)
-    observed = float(score_a.mean() - score_b.mean())
-    rng = np.random.default_rng(seed)
-    differences = []
-    for start in range(0, n_resamples, 250):
-        m = min(250, n_resamples - start)
-        draws = rng.integers(0, n, size=(m, n)) + n * np.arange(m)[:, None]
-        counts = np.bincount(draws.ravel(), minlength=m * n).reshape(m, n).astype(np.float64)  # (m, n) weights
-        resampled_a = score_statistics(counts @ stats_a, kind).mean(0)  # (S, m, k) -> (S, m) -> (m,)
-        resampled_b = score_statistics(counts @ stats_b, kind).mean(0)
-        differences.append(resampled_a - resampled_b)
-    differences = np.concatenate(differences)
-    extreme = np.sum(np.abs(differences - observed) >= abs(observed))
-    low, high = np.percentile(differences, [2.5, 97.5])
-    return {"metric": MAIN_METRIC[kind], "a": float(score_a.mean()), "b": float(score_b.mean()),
-            "difference": observed, "ci_low": float(low), "ci_high": float(high),
-            "p_value": float((extreme + 1) / (n_resamples + 1)), "examples": n, "seeds": len(a)}
 
 
 # ---- error analysis ----------------------------------------------------------------------------------------------

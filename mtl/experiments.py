@@ -4,7 +4,8 @@ A ``Scenario`` says what is trained: the backbone, ``TrainConfig`` overrides (``
 ``layer_lr_decay``, learning rates), LoRA adapters, which tasks supply training data, and optionally the trained
 model of another scenario (same seed) to continue from. ``run_experiment`` trains one scenario for one seed and
 returns its row; ``run_scenarios`` runs every scenario for every seed with one shared ``PrefixCache`` (runs with the
-same frozen bottom reuse its hidden states instead of recomputing them).
+same frozen bottom reuse its hidden states instead of recomputing them); ``compare`` tells whether two scenarios
+differ by more than validation-set and seed noise.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import pandas as pd
 from mtl.data import Example
 from mtl.freezing import freeze, unfreeze
 from mtl.lora import add_lora
-from mtl.metrics import evaluate
+from mtl.metrics import TaskPredictions, paired_bootstrap, predict_examples
 from mtl.model import MultiTaskModel
 from mtl.prefix_cache import PrefixCache
 from mtl.tasks import build_model
@@ -40,13 +41,13 @@ class Scenario:
 
 def run_experiment(scenario: Scenario, seed: int, tasks: Sequence[str], train_sets: Mapping[str, Sequence[Example]],
                    val_sets: Mapping[str, Sequence[Example]], base: TrainConfig, *, start: MultiTaskModel | None = None,
-                   prefix_cache: PrefixCache | None = None, max_seq_length: int = 64) -> tuple[dict, MultiTaskModel]:
-    """Train one scenario with one seed; return its row and the trained model.
+                   prefix_cache: PrefixCache | None = None, max_seq_length: int = 64) -> tuple[dict, MultiTaskModel, dict[str, TaskPredictions]]:
+    """Train one scenario with one seed; return its row, the trained model and its validation predictions per task.
 
     The row: ``seed``, ``trainable`` (parameters with gradients at the end of training, heads included), ``total``,
     ``seconds`` (wall time of training, its validation passes included, and of scoring tasks that were not trained)
-    and ``<task>/<metric>`` on the validation sets of all ``tasks``: for the trained tasks at the epoch ``train``
-    keeps (the best by their validation score), for the others on the final model.
+    and ``<task>/<metric>`` on the validation sets of all ``tasks``, scored on the final model: for the trained tasks
+    that is the epoch ``train`` keeps (the best by their validation score).
     """
     set_seed(seed)  # head initialisation
     if start is None:
@@ -60,29 +61,26 @@ def run_experiment(scenario: Scenario, seed: int, tasks: Sequence[str], train_se
     trained = list(scenario.train_tasks or tasks)
     if scenario.train:
         config = replace(base, seed=seed, **scenario.config)
-        history = train(model, {t: train_sets[t] for t in trained}, {t: val_sets[t] for t in trained}, config,
-                        prefix_cache=prefix_cache)
-        best = history.loc[history["val/main"].idxmax()]
-        scores = {key[len("val/"):]: float(best[key]) for key in history if key.startswith("val/") and key != "val/main"}
+        train(model, {t: train_sets[t] for t in trained}, {t: val_sets[t] for t in trained}, config,
+              prefix_cache=prefix_cache)  # ends with the kept epoch's weights loaded
     else:
         freeze(model, "encoder", "heads")
-        scores = {}
-    untrained = [t for t in tasks if t not in trained or not scenario.train]
-    if untrained:  # tasks that did not select the epoch: scored once, on the final model
-        model.encoder.use_prefix_cache(True, prefix_cache)
-        scores.update(evaluate(model, {t: val_sets[t] for t in untrained}, base.eval_batch_size))
-        model.encoder.use_prefix_cache(False)
+    model.encoder.use_prefix_cache(True, prefix_cache)  # what is frozen now runs from the cache
+    predictions = {t: predict_examples(model, val_sets[t], base.eval_batch_size, tasks=[t])[t] for t in tasks}
+    model.encoder.use_prefix_cache(False)
+    scores = {f"{t}/{metric}": value for t, preds in predictions.items() for metric, value in preds.scores().items()}
     seconds = time.perf_counter() - started
     row = {"seed": seed, "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
            "total": sum(p.numel() for p in model.parameters()), "seconds": seconds,
            **{key: scores[key] for key in sorted(scores)}}
-    return row, model
+    return row, model, predictions
 
 
 def run_scenarios(scenarios: Mapping[str, Scenario], seeds: Sequence[int], tasks: Sequence[str],
                   train_sets: Mapping[str, Sequence[Example]], val_sets: Mapping[str, Sequence[Example]],
-                  base: TrainConfig, max_seq_length: int = 64) -> pd.DataFrame:
-    """Every scenario for every seed, in order; one row each (``scenario`` first). All runs share one prefix cache:
+                  base: TrainConfig, max_seq_length: int = 64) -> tuple[pd.DataFrame, dict]:
+    """Every scenario for every seed, in order: one row each (``scenario`` first), and the validation predictions
+    {(scenario, seed): {task: TaskPredictions}} for paired comparisons (``compare``). All runs share one prefix cache:
     runs with the same frozen bottom (seeds, and consecutive scenarios such as heads-only and a frozen drift check)
     reuse its hidden states, and it starts over by itself when the frozen bottom changes. Models that a later
     scenario starts from are kept until the end."""
@@ -91,19 +89,35 @@ def run_scenarios(scenarios: Mapping[str, Scenario], seeds: Sequence[int], tasks
     if unknown:
         raise KeyError(f"start_from names unknown scenario(s) {sorted(unknown)}; scenarios are {list(scenarios)}.")
     kept: dict[tuple[str, int], MultiTaskModel] = {}
-    rows = []
+    rows, predictions = [], {}
     cache = PrefixCache()
     for name, scenario in scenarios.items():
         if scenario.start_from is not None and scenario.start_from not in {r["scenario"] for r in rows}:
             raise ValueError(f"Scenario {name!r} starts from {scenario.start_from!r}, which must come before it.")
         for seed in seeds:
             start = kept.get((scenario.start_from, seed))
-            row, model = run_experiment(scenario, seed, tasks, train_sets, val_sets, base, start=start,
-                                        prefix_cache=cache, max_seq_length=max_seq_length)
+            row, model, predictions[name, seed] = run_experiment(scenario, seed, tasks, train_sets, val_sets, base,
+                                                                 start=start, prefix_cache=cache,
+                                                                 max_seq_length=max_seq_length)
             rows.append({"scenario": name, **row})
             if name in needed:
                 kept[name, seed] = model
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows), predictions
+
+
+def compare(predictions: Mapping[tuple[str, int], Mapping[str, TaskPredictions]], pairs: Sequence[tuple[str, str]],
+            task: str, n_resamples: int = 2000) -> pd.DataFrame:
+    """One row per (a, b) in ``pairs``: ``paired_bootstrap`` of scenario a against scenario b on ``task``'s main
+    score (macro-F1 / entity F1), paired by validation example and by seed (the seeds both scenarios ran)."""
+    rows = {}
+    for a, b in pairs:
+        seeds = sorted({s for name, s in predictions if name == a} & {s for name, s in predictions if name == b})
+        if not seeds:
+            raise KeyError(f"No seed has predictions of both {a!r} and {b!r}.")
+        result = paired_bootstrap([predictions[a, s][task] for s in seeds], [predictions[b, s][task] for s in seeds],
+                                  n_resamples)
+        rows[f"{a} - {b}"] = {k: result[k] for k in ("a", "b", "difference", "ci_low", "ci_high", "p_value")}
+    return pd.DataFrame(rows).T
 
 
 def summarize(results: pd.DataFrame, metrics: Sequence[str], digits: int = 3) -> pd.DataFrame:

@@ -138,16 +138,31 @@ class MultiTaskModel(nn.Module):
         return aligned
 
     @staticmethod
-    def task_losses(logits: dict[str, Tensor], labels: dict[str, Tensor],
+    def task_loss_sums(logits: dict[str, Tensor], labels: dict[str, Tensor],
+                       class_weights: Mapping[str, Tensor] | None = None) -> dict[str, tuple[Tensor, Tensor]]:
+        """Per task with labels in the batch: (sum of cross-entropy over its labelled positions, each weighted by
+        its class weight ``class_weights[task]`` if given; the sum of those weights). Their ratio is the task's mean
+        loss; kept apart so that a batch split over processes can be divided by the whole batch's weight."""
+        class_weights = class_weights or {}
+        sums = {}
+        for name in labels:
+            if name not in logits:
+                continue
+            target, weight = labels[name].flatten(), class_weights.get(name)  # (N,) over rows or tokens
+            labelled = target[target != IGNORE]
+            total = weight[labelled].sum() if weight is not None else torch.tensor(float(len(labelled)))
+            loss = F.cross_entropy(logits[name].flatten(0, -2), target, ignore_index=IGNORE, weight=weight,
+                                   reduction="sum")
+            sums[name] = (loss, total.to(loss.device))
+        return sums
+
+    @classmethod
+    def task_losses(cls, logits: dict[str, Tensor], labels: dict[str, Tensor],
                     class_weights: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
         """Mean cross-entropy per task over the labelled positions (weighted per class by ``class_weights[task]``
         when given: a weighted mean); tasks without labels in the batch are left out."""
-        class_weights = class_weights or {}
-        return {
-            name: F.cross_entropy(logits[name].flatten(0, -2), labels[name].flatten(), ignore_index=IGNORE,
-                                  weight=class_weights.get(name))
-            for name in labels if name in logits and (labels[name] != IGNORE).any()
-        }
+        return {name: loss / total for name, (loss, total) in cls.task_loss_sums(logits, labels, class_weights).items()
+                if total > 0}
 
     # ---- inference -----------------------------------------------------------------------------------------
     @torch.inference_mode()

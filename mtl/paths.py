@@ -1,4 +1,5 @@
 """Every path the project reads or writes, in one place (cookiecutter-data-science style)."""
+import os
 from pathlib import Path
 
 PROJ_ROOT = Path(__file__).resolve().parents[1]
@@ -6,4 +7,7 @@ DATA_DIR = PROJ_ROOT / "data"            # prepared data (git-ignored, regenerat
 RAW_DIR = DATA_DIR / "raw"               # package archives exactly as downloaded (immutable)
 MODELS_DIR = DATA_DIR / "models"         # assembled backbones (all-mpnet-base-v2)
 CACHE_DIR = DATA_DIR / "cache"           # derived caches (frozen-encoder features, trained checkpoints)
-FIGURES_DIR = PROJ_ROOT / "figures"      # PNGs written by the notebooks (committed)
+# PNGs written by the notebooks (committed); `make test` points MTL_FIGURES_DIR elsewhere so that re-executing the
+# notebooks under nbval leaves the work tree as it was
+FIGURES_DIR = Path(os.environ.get("MTL_FIGURES_DIR") or PROJ_ROOT / "figures")
+RESULTS_DIR = PROJ_ROOT / "results"      # numbers the notebooks report, one JSON file each (committed; mtl.results)

@@ -42,12 +42,24 @@ def recipe_data(tasks: Sequence[str] = TASKS, seed: int = 0,
     return load_datasets(tasks, "train", TRAIN_LIMIT, seed), load_datasets(tasks, "validation", val_limit, seed)
 
 
+def without_labels(examples: Sequence[Example], task: str) -> list[Example]:
+    """The examples with their ``task`` label removed (a control: the same texts, one label source fewer)."""
+    return [replace(ex, labels={name: label for name, label in ex.labels.items() if name != task}) for ex in examples]
+
+
 def train_recipe(tasks: Sequence[str] = TASKS, seed: int = 0, steps_per_epoch: int | None = None,
                  prefix_cache: PrefixCache | None = None, val_limit: int = VAL_LIMIT,
+                 datasets: Sequence[str] | None = None, drop_labels: Sequence[tuple[str, str]] = (),
                  **overrides) -> tuple[MultiTaskModel, pd.DataFrame]:
     """Build and train the recipe's model for ``tasks``; the data subsample is the same for every seed.
+    ``datasets``: the training sets it draws batches from (default: each task's own), e.g. ``("topic", "ner")`` for
+    a topic model that also learns from the NER sentences' topic labels; ``drop_labels``: (dataset, task) labels
+    removed from the training data, e.g. ``[("ner", "topic")]``. Validation: each task's own set.
     ``val_limit`` shrinks the validation sets (a short run that keeps its only epoch needs little validation)."""
-    train_sets, val_sets = recipe_data(tasks, val_limit=val_limit)
+    train_sets, _ = recipe_data(tuple(datasets or tasks))
+    for dataset, task in drop_labels:
+        train_sets[dataset] = without_labels(train_sets[dataset], task)
+    _, val_sets = recipe_data(tasks, val_limit=val_limit)
     config = replace(CONFIG, seed=seed, steps_per_epoch=steps_per_epoch or CONFIG.steps_per_epoch, **overrides)
     set_seed(seed)
     model = build_model(tasks, **MODEL)

@@ -47,10 +47,10 @@ def load_datasets(tasks: Sequence[str], split: str, limit: int | None = None, se
 
 def build_model(tasks: Sequence[str | TaskSpec], backbone: str = "minilm", pooling: str = "mean",
                 projection_dim: int | None = None, layer_norm: bool = False, normalize: bool = False,
-                max_seq_length: int | None = 64, head_hidden_dim: int | None = None,
+                max_seq_length: int | None = 64, head_hidden_dim: int | None = None, head_dropout: float = 0.1,
                 device: str | None = None) -> MultiTaskModel:
     """A MultiTaskModel for built-in task names (or TaskSpecs). Heads read the pooled vector before L2
     normalisation by default: norm 1 suits cosine search, but would cap a linear head's logits at its weight norm."""
     encoder = SentenceEncoder.build(backbone, pooling, projection_dim, layer_norm, normalize, max_seq_length, device)
-    specs = [t if isinstance(t, TaskSpec) else task_spec(t, head_hidden_dim) for t in tasks]
+    specs = [t if isinstance(t, TaskSpec) else task_spec(t, head_hidden_dim, head_dropout) for t in tasks]
     return MultiTaskModel(encoder, specs)

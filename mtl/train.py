@@ -2,8 +2,10 @@
 
 Each step: pick a dataset by the sampling schedule, draw a batch from it, run the heads for every task the batch
 has labels for, combine the task losses (fixed or learned weights), clip, step AdamW and the warm-up + linear
-decay schedule. After each epoch: validation scores per task, the history row, the best weights (by the mean of
-each task's main score), early stopping. The same code runs on CPU, one GPU, or several processes with
+decay schedule. After each epoch: validation scores per task and dataset, the history row, the best weights (by
+the mean of each task's main score on its own validation set, the population its test split measures: history
+column ``val/<task>/<metric>``; a task also labelled in another dataset is reported as ``val/<task>@<dataset>/...``
+and not selected on), early stopping. The same code runs on CPU, one GPU, or several processes with
 ``accelerate launch``: every process draws the same global batch and trains on its own shard of it.
 """
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
 from sklearn.utils.class_weight import compute_class_weight
 from torch import Tensor, nn
 from tqdm.auto import tqdm
@@ -31,13 +33,11 @@ from mtl.checkpoint import (atomic_directory, load_state, numpy_state, optimizer
 from mtl.data import Example
 from mtl.freezing import components, freeze, select, unfreeze
 from mtl.losses import LossWeighting
-from mtl.metrics import evaluate
-from mtl.model import MultiTaskModel
+from mtl.metrics import MAIN_METRIC, evaluate
+from mtl.model import IGNORE, MultiTaskModel
 from mtl.prefix_cache import PrefixCache
 from mtl.sampling import task_schedule
 from mtl.utils import set_seed
-
-MAIN_METRIC = {"sentence": "macro_f1", "token": "entity_f1"}
 
 
 @dataclass
@@ -134,7 +134,12 @@ class BatchStream:
 
 
 class MultiTaskObjective(nn.Module):
-    """Model + loss weighting as one module, so one DistributedDataParallel wrapper covers both."""
+    """Model + loss weighting as one module, so one DistributedDataParallel wrapper covers both.
+
+    Each process holds a shard of one global batch. A task's loss is its loss sum on this shard divided by the
+    weight of its labelled positions in the whole batch (``batch_totals``), times the number of processes: the
+    gradient average that DistributedDataParallel takes is then the gradient of the whole batch's mean loss,
+    whatever the number of processes and however the labelled rows or tokens fall into the shards."""
 
     def __init__(self, model: MultiTaskModel, weighting: LossWeighting,
                  class_weights: Mapping[str, Tensor] | None = None):
@@ -145,9 +150,26 @@ class MultiTaskObjective(nn.Module):
         for name, weights in class_weights.items():
             self.register_buffer(f"class_weights_{name}", weights)  # (K,), moved by .to(device)
 
-    def forward(self, features, labels: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        class_weights = {name: getattr(self, f"class_weights_{name}") for name in self.weighted_tasks}
-        losses = self.model.task_losses(self.model(features, tasks=list(labels)), labels, class_weights)
+    def class_weights(self) -> dict[str, Tensor]:
+        return {name: getattr(self, f"class_weights_{name}") for name in self.weighted_tasks}
+
+    def label_totals(self, tasks: Sequence[str], labels: dict[str, Tensor]) -> Tensor:
+        """(len(tasks),) weight of the labelled positions of each task in this shard (0 if it has none)."""
+        weights = self.class_weights()
+        totals = []
+        for name in tasks:
+            target = labels[name][labels[name] != IGNORE] if name in labels else torch.zeros(0, dtype=torch.long)
+            totals.append(weights[name][target].sum() if name in weights else torch.tensor(float(len(target))))
+        return torch.stack(totals).float()
+
+    def forward(self, features, labels: dict[str, Tensor], batch_totals: Mapping[str, Tensor],
+                num_processes: int = 1) -> tuple[Tensor, dict[str, Tensor]]:
+        """The weighted loss and {task: loss}; ``batch_totals[task]`` is the task's labelled weight in the whole
+        global batch; a task in it without labels in this shard contributes 0 here (its share is elsewhere)."""
+        sums = self.model.task_loss_sums(self.model(features, tasks=list(labels)), labels, self.class_weights())
+        zero = next(self.parameters()).new_zeros(())
+        losses = {name: (sums[name][0] if name in sums else zero) * num_processes / total
+                  for name, total in batch_totals.items()}
         return self.weighting(losses), losses
 
 
@@ -230,7 +252,14 @@ def train(model: MultiTaskModel, train_sets: Mapping[str, Sequence[Example]],
     if config.freeze:
         freeze(model, *config.freeze)
     model.encoder.use_prefix_cache(config.cache_frozen, prefix_cache)
-    accelerator = Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    # The loop draws one global batch of ``batch_size`` on every process and trains each on its shard: Accelerate's
+    # ``split_batches`` semantics, under which its prepared scheduler steps once per optimiser step (by default it
+    # would assume a batch per process and step ``num_processes`` times).
+    accelerator = Accelerator(dataloader_config=DataLoaderConfiguration(split_batches=True),
+                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    if config.batch_size < accelerator.num_processes:
+        raise ValueError(f"batch_size {config.batch_size} is smaller than the {accelerator.num_processes} processes "
+                         "it is split over.")
     if config.unfreeze_schedule and accelerator.num_processes > 1:
         raise NotImplementedError("unfreeze_schedule needs a single process: DistributedDataParallel only "
                                   "synchronises the parameters that were trainable when it wrapped the model.")
@@ -242,7 +271,7 @@ def train(model: MultiTaskModel, train_sets: Mapping[str, Sequence[Example]],
     steps_per_epoch = config.steps_per_epoch or max(1, sum(train_sizes.values()) // config.batch_size)
     total_steps = config.epochs * steps_per_epoch
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
-    objective, optimizer, scheduler = accelerator.prepare(objective, optimizer, scheduler)
+    prepared, optimizer, scheduler = accelerator.prepare(objective, optimizer, scheduler)  # DDP-wrapped on several
 
     rng = np.random.default_rng(config.seed)  # the same on every process: same schedule, same global batches
     streams = {name: BatchStream(examples, rng) for name, examples in train_sets.items()}
@@ -259,14 +288,17 @@ def train(model: MultiTaskModel, train_sets: Mapping[str, Sequence[Example]],
             unfreeze(model, *unfrozen)  # the prefix cache notices the smaller frozen depth and starts over
         if loop.schedule is None:
             loop.schedule = task_schedule(train_sizes, config.sampling, steps_per_epoch, rng, config.temperature)
-        objective.train()
+        prepared.train()
         started = time.perf_counter() - loop.seconds
         for dataset in tqdm(loop.schedule[loop.step:], desc=f"epoch {loop.epoch}", disable=not show):
-            batch = streams[dataset].next(config.batch_size)[rank::world]  # this process's shard
-            features, labels = model.collate(batch)
-            loss, losses = objective(features, labels)
+            batch = streams[dataset].next(config.batch_size)  # the global batch, the same on every process
+            tasks = [name for name in model.tasks if any(name in ex.labels for ex in batch)]
+            features, labels = model.collate(batch[rank::world])  # this process's shard
+            totals = accelerator.reduce(objective.label_totals(tasks, labels).to(accelerator.device), "sum")
+            kept = [name for name, total in zip(tasks, totals) if total > 0]  # e.g. NER words all truncated: no loss
+            loss, losses = prepared(features, labels, {name: totals[tasks.index(name)] for name in kept}, world)
             accelerator.backward(loss)
-            grad_norm = accelerator.clip_grad_norm_(objective.parameters(), config.max_grad_norm)
+            grad_norm = accelerator.clip_grad_norm_(prepared.parameters(), config.max_grad_norm)
             if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):  # checked before the step spoils the weights
                 raise FloatingPointError(
                     f"Loss is {loss.item()} (gradient norm {grad_norm.item()}) at epoch {loop.epoch}, step "
@@ -275,8 +307,9 @@ def train(model: MultiTaskModel, train_sets: Mapping[str, Sequence[Example]],
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad()
-            for name, value in losses.items():
-                loop.loss_sums[name] = loop.loss_sums.get(name, 0.0) + value.item()
+            shown = accelerator.reduce(torch.stack([losses[name].detach() for name in kept]), "mean")  # whole batch
+            for name, value in zip(kept, shown.tolist()):
+                loop.loss_sums[name] = loop.loss_sums.get(name, 0.0) + value
                 loop.loss_counts[name] = loop.loss_counts.get(name, 0) + 1
             loop.step += 1
             if config.checkpoint_every and loop.step % config.checkpoint_every == 0 and accelerator.is_main_process:

@@ -11,7 +11,7 @@ from mtl.data import Example
 from mtl.baselines import most_frequent_tag
 from mtl.evaluation import (confident_mistakes, confusion, entity_report, example_statistics, inference_cost,
                             label_scores, label_table, main_score, mean_std, paired_bootstrap, prediction_frame, predict_tests, score_statistics,
-                            scores_by, seed_study, sentence_report, single_task_steps, stratified_positions,
+                            Run, scores_by, seed_study, sentence_report, single_task_steps, stratified_positions,
                             subset, through_cache)
 from mtl.metrics import TaskPredictions, expected_calibration_error, reliability_table
 from mtl.plots import projection_scatter, reliability_diagram
@@ -302,17 +302,46 @@ def test_inference_cost_counts_parameters_of_every_model(tiny_model):
     assert (cost.seconds > 0).all()
 
 
-def test_seed_study_trains_both_setups_for_every_seed(monkeypatch):
+def test_seed_study_trains_every_setup_for_every_seed(monkeypatch):
     monkeypatch.setattr(recipe, "MODEL", dict(backbone="scratch", pooling="mean", max_seq_length=32))
     monkeypatch.setattr(recipe, "TRAIN_LIMIT", 24)
     tests = load_datasets(["topic", "ner"], "test", 10)
     study = seed_study([0, 1], 4, tests, PrefixCache(), tasks=("topic", "ner"), keep_models=[0], val_limit=8,
                        epochs=1)
-    assert study.seeds == [0, 1] and study.steps_per_epoch == {"multi-task": 4, "topic": 2, "ner": 2}
+    setups = ["multi-task", "multi-task, no lead topics", "single-task", "single-task, + lead topics"]
+    assert study.seeds == [0, 1] and sorted(study.setups) == setups
+    assert [run.steps for run in study.setups["single-task"]] == [2, 2]
+    assert study.setups["single-task, + lead topics"] == [Run(("topic",), 4, ("topic", "ner"))]  # topic + NER steps
     scores = study.scores()
-    assert list(scores.index) == [("multi-task", 0), ("multi-task", 1), ("single-task", 0), ("single-task", 1)]
+    assert list(scores.index) == [(setup, seed) for setup in setups for seed in (0, 1)]
     assert {"topic/accuracy", "topic/macro_f1", "ner/entity_f1"} <= set(scores.columns)
-    assert set(study.models) == {("multi-task", 0), ("single-task", 0)}
+    assert np.isnan(scores.loc[("single-task, + lead topics", 0), "ner/entity_f1"])  # no NER head
+    assert set(study.models) == {(setup, 0) for setup in setups}
     assert set(study.models["single-task", 0]) == {"topic", "ner"} and set(study.models["multi-task", 0]) == {"all"}
     result = study.paired("topic", n_resamples=50)
     assert result["seeds"] == 2 and result["examples"] == 10
+    assert study.paired("topic", "single-task, + lead topics", "single-task", n_resamples=50)["seeds"] == 2
+    with pytest.raises(KeyError, match="has no 'ner' predictions"):
+        study.paired("ner", "single-task, + lead topics", "single-task")
+    table = study.compare([("multi-task", "single-task", "topic"), ("multi-task", "multi-task", "ner")], 50)
+    same = table.loc[("multi-task - multi-task", "ner")]
+    assert same.difference == 0 and same["seed 0"] == 0 and not same.significant
+    row = table.loc[("multi-task - single-task", "topic")]
+    assert row.difference == pytest.approx(np.mean([row["seed 0"], row["seed 1"]]))  # the mean of the seeds' gaps
+
+
+def test_the_controls_see_the_topic_data_they_claim(monkeypatch):
+    """"+ lead topics" trains a topic-only model on the headlines and the NER sentences; "no lead topics" keeps the
+    NER sentences but without their topic labels; validation is each task's own set either way."""
+    seen = []
+    monkeypatch.setattr(recipe, "TRAIN_LIMIT", 24)
+    monkeypatch.setattr(recipe, "MODEL", dict(backbone="scratch", pooling="mean", max_seq_length=32))
+    monkeypatch.setattr(recipe, "train", lambda model, train_sets, val_sets, config, **kw: seen.append(
+        (list(model.tasks), train_sets, val_sets)))
+    recipe.train_recipe(("topic",), datasets=("topic", "ner"), val_limit=8)
+    recipe.train_recipe(("topic", "ner"), drop_labels=[("ner", "topic")], val_limit=8)
+    (tasks, train_sets, val_sets), (_, dropped, _) = seen
+    assert tasks == ["topic"] and set(train_sets) == {"topic", "ner"} and set(val_sets) == {"topic"}
+    assert all("topic" in ex.labels for ex in train_sets["ner"])
+    assert [ex.text for ex in dropped["ner"]] == [ex.text for ex in train_sets["ner"]]  # the same sentences
+    assert not any("topic" in ex.labels for ex in dropped["ner"]) and all("ner" in ex.labels for ex in dropped["ner"])

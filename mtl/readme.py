@@ -1,0 +1,99 @@
+"""README's results tables, generated from the notebooks' recorded results (``results/*.json``, ``mtl.results``).
+
+``python -m mtl.readme`` rewrites every block between ``<!-- results: NAME -->`` and ``<!-- /results -->`` in
+README.md; ``tests/test_readme.py`` fails when a block differs from what the results say, so a number in README
+cannot drift from the notebooks that produced it.
+"""
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from mtl.paths import PROJ_ROOT
+from mtl.results import load
+
+README = PROJ_ROOT / "README.md"
+BLOCK = re.compile(r"(<!-- results: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.DOTALL)
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
+
+
+def f3(value: float) -> str:
+    return f"{value:.3f}"
+
+
+def interval(values: dict, prefix: str) -> str:
+    """"+0.025 (0.010 to 0.041)" from ``prefix/difference``, ``prefix/ci_low``, ``prefix/ci_high``."""
+    return f"{values[prefix + '/difference']:+.3f} ({values[prefix + '/ci_low']:+.3f} to {values[prefix + '/ci_high']:+.3f})"
+
+
+def transfer() -> str:
+    """Notebook 03: what trains, its parameters, validation scores (mean over seeds), wall time vs full fine-tuning."""
+    r = load("03_training_considerations")
+    scenarios = [key.split("/")[1] for key in r if key.startswith("scenarios/") and key.endswith("/trainable")]
+    rows = [[name, f"{r[f'scenarios/{name}/trainable']:,}", f3(r[f"scenarios/{name}/topic/accuracy"]),
+             f3(r[f"scenarios/{name}/sentiment/macro_f1"]), f"{r[f'seconds_vs_full/{name}/seconds']:.2f}"]
+            for name in scenarios]
+    return table(["what trains", "trainable parameters", "topic accuracy", "sentiment macro-F1",
+                  "wall time / full fine-tuning"], rows)
+
+
+def test_split() -> str:
+    """Notebooks 04-05: every method on the held-out test split (the final model: seed 0)."""
+    r = load("05_evaluation")
+    methods = sorted({key.split("/")[1] for key in r if key.startswith("baselines/")},
+                     key=["majority class", "TF-IDF + LR (recipe subsample)", "TF-IDF + LR (full train split)",
+                          "frozen MiniLM + LR (recipe subsample)", "VADER lexicon", "most frequent tag per word"].index)
+    cell = lambda key: f3(r[key]) if key in r else "-"  # noqa: E731
+    rows = [[method, cell(f"baselines/{method}/topic/accuracy"), cell(f"baselines/{method}/sentiment/macro_f1"),
+             cell(f"baselines/{method}/ner/entity_f1")] for method in methods]
+    rows.append(["**multi-task model** (notebook 04)", f3(r["final/topic/accuracy"]), f3(r["final/sentiment/macro_f1"]),
+                 f3(r["final_ner/micro avg/f1"])])
+    return table(["method", "topic accuracy", "sentiment macro-F1", "NER entity F1 (vs spaCy)"], rows)
+
+
+def model_vs_baselines() -> str:
+    """Notebook 05: the final model minus each strong baseline on the test split, paired bootstrap, 95 % interval."""
+    r = load("05_evaluation")
+    names = sorted({key.split("/")[1] for key in r if key.startswith("final_vs_baselines/")})
+    rows = [[name.removeprefix("model - "), f3(r[f"final_vs_baselines/{name}/a"]), f3(r[f"final_vs_baselines/{name}/b"]),
+             interval(r, f"final_vs_baselines/{name}")] for name in names]
+    return table(["baseline (task)", "model", "baseline", "model - baseline (95 % interval)"], rows)
+
+
+def sharing() -> str:
+    """Notebook 05: multi- against single-task and the two controls, paired bootstrap over test examples x seeds."""
+    r = load("05_evaluation")
+    pairs = sorted({tuple(key.split("/")[1:3]) for key in r if key.startswith("paired/")}, key=lambda p: (p[1], p[0]))
+    rows = [[comparison, task, f3(r[f"paired/{comparison}/{task}/a"]), f3(r[f"paired/{comparison}/{task}/b"]),
+             interval(r, f"paired/{comparison}/{task}")] for comparison, task in pairs]
+    return table(["a - b", "task", "a", "b", "difference (95 % interval)"], rows)
+
+
+BLOCKS: dict[str, Callable[[], str]] = {"transfer": transfer, "test-split": test_split,
+                                        "model-vs-baselines": model_vs_baselines, "sharing": sharing}
+
+
+def render(text: str) -> str:
+    """``text`` with every results block regenerated; an unknown block name is an error."""
+    def fill(match: re.Match) -> str:
+        name = match["name"]
+        if name not in BLOCKS:
+            raise KeyError(f"README block {name!r} has no generator; known blocks: {sorted(BLOCKS)}.")
+        return match[1] + BLOCKS[name]() + match[4]
+    return BLOCK.sub(fill, text)
+
+
+def main(path: Path = README) -> None:
+    path.write_text(render(path.read_text()))
+    print(f"{path}: {len(BLOCK.findall(path.read_text()))} results blocks regenerated")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
