@@ -6,12 +6,12 @@ frozen backbone; LoRA's default target modules) need a backbone's embeddings, it
 is called. transformers has no common interface for these, so one small adapter per family names them, as the
 transformers 5.x sources (``models/<family>/modeling_<family>.py``) define them:
 
-| family | model_type | ``embeddings`` component | blocks | one block, from hidden states h (B, T, H) | LoRA targets |
-|---|---|---|---|---|---|
-| BERT (MiniLM is one) | bert | ``embeddings`` | ``encoder.layer`` | ``block(h, attention_mask=m)`` -> h | query, key, value |
-| RoBERTa | roberta | ``embeddings`` (also computes the position ids) | ``encoder.layer`` | as BERT | query, key, value |
-| DistilBERT | distilbert | ``embeddings`` (no token types) | ``transformer.layer`` | as BERT | q_lin, k_lin, v_lin |
-| MPNet | mpnet | ``embeddings`` + ``encoder.relative_attention_bias`` | ``encoder.layer`` | ``block(h, m, bias)[0]`` | q, k, v |
+| model_type | ``embeddings`` component | blocks | a block, on hidden states h (B, T, H) | LoRA targets |
+|---|---|---|---|---|
+| bert (MiniLM) | ``embeddings`` | ``encoder.layer`` | ``block(h, attention_mask=m)`` -> h | query, key, value |
+| roberta | ``embeddings`` (which also make the position ids) | ``encoder.layer`` | as BERT | query, key, value |
+| distilbert | ``embeddings`` (no token types) | ``transformer.layer`` | as BERT | q_lin, k_lin, v_lin |
+| mpnet | ``embeddings``, ``encoder.relative_attention_bias`` | ``encoder.layer`` | ``block(h, m, bias)[0]`` | q, k, v |
 
 ``m`` is what each of these models builds from the (B, T) padding mask in 5.x: ``create_bidirectional_mask`` for
 the model's attention implementation (DistilBERT included: its 4.x boolean-mask convention is gone). Position
@@ -117,7 +117,8 @@ def require_architecture(backbone: PreTrainedModel, feature: str) -> Architectur
     if architecture is None:
         supported = ", ".join(f"{a.model_type} ({a.family})" for a in ARCHITECTURES.values())
         raise ValueError(
-            f"{feature} needs to know the backbone's embeddings and blocks, but its model_type {backbone.config.model_type!r} is not "
-            f"a supported architecture: {supported} (mtl.architectures). Whole-encoder freezing ('encoder', "
-            "'backbone', 'heads', 'head.<task>') and training without layer-wise features work for any backbone.")
+            f"{feature} needs to know the backbone's embeddings and blocks, but its model_type "
+            f"{backbone.config.model_type!r} is not a supported architecture: {supported} (mtl.architectures). "
+            "Whole-encoder freezing ('encoder', 'backbone', 'heads', 'head.<task>') and training without layer-wise "
+            "features work for any backbone.")
     return architecture

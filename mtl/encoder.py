@@ -209,7 +209,7 @@ class SentenceEncoder(nn.Module):
         return 0
 
     def hidden_after(self, inputs: dict, depth: int) -> torch.Tensor:
-        """(B, T, H) hidden states after the embeddings and the ``depth`` lowest blocks, as the backbone computes them."""
+        """(B, T, H) hidden states after the embeddings and the ``depth`` lowest blocks, as the backbone has them."""
         backbone = self.transformer.auto_model
         hidden = self.require_architecture("The prefix cache").embed(backbone, inputs)
         return self._run_blocks(hidden, inputs["attention_mask"], 0, depth)

@@ -48,7 +48,8 @@ def select(model, selector: str) -> list[str]:
         return encoder_parts
     if selector == "backbone":
         return ["embeddings"] + blocks
-    if model.encoder.blocks is None and (selector == "embeddings" or selector.startswith(("layer.", "bottom:", "top:"))):
+    layer_wise = selector == "embeddings" or selector.startswith(("layer.", "bottom:", "top:"))
+    if layer_wise and model.encoder.blocks is None:
         model.encoder.require_architecture(f"The selector {selector!r}")  # raises: the family is not supported
     if selector == "heads":
         return [n for n in names if n.startswith("head.")]
