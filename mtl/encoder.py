@@ -10,6 +10,7 @@ Reference: Reimers & Gurevych, "Sentence-BERT", EMNLP 2019.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -21,8 +22,8 @@ from sentence_transformers.models import Dense, LayerNorm, Normalize, Pooling, T
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import BatchEncoding
-from transformers.masking_utils import create_bidirectional_mask
 
+from mtl.architectures import Architecture, architecture_of, require_architecture
 from mtl.backbones import backbone_path
 from mtl.prefix_cache import PrefixCache
 from mtl.utils import resolve_device
@@ -151,39 +152,66 @@ class SentenceEncoder(nn.Module):
     def forward(self, features: BatchEncoding | dict) -> dict[str, torch.Tensor]:
         """``token_embeddings`` (B, T, H) from the backbone and ``sentence_embedding`` (B, D) after pooling etc."""
         inputs = {k: features[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in features}
-        depth = self.frozen_depth() if self.prefix_cache is not None else 0
+        depth = self.cached_depth() if self.prefix_cache is not None else 0
         if depth == 0:
             return self.model(inputs)
         return self.forward_from(self.prefix_cache.hidden_states(self, inputs, depth), inputs, depth)
 
-    # ---- the backbone block by block (BERT-family models), for caching a frozen bottom ------------------
+    # ---- the backbone block by block (mtl.architectures), for caching a frozen bottom ------------------
     def use_prefix_cache(self, enabled: bool = True, cache: PrefixCache | None = None) -> None:
         """Cache the output of the frozen bottom blocks (see ``mtl.prefix_cache``); no effect if none is frozen.
         Pass ``cache`` to share one across models with the same frozen bottom (e.g. several seeds)."""
         self.prefix_cache = (PrefixCache() if cache is None else cache) if enabled else None  # an empty cache is falsy
 
     @property
+    def architecture(self) -> Architecture | None:
+        """The adapter of the backbone's family (``mtl.architectures``); None if it is not a supported one."""
+        return architecture_of(self.transformer.auto_model)
+
+    def require_architecture(self, feature: str) -> Architecture:
+        """The backbone's adapter; an error naming ``feature`` and the supported families if it has none."""
+        return require_architecture(self.transformer.auto_model, feature)
+
+    @property
+    def embeddings(self) -> nn.Module:
+        """What the blocks read besides hidden states (token and position embeddings; MPNet: its position bias)."""
+        return self.require_architecture("The embeddings component").embeddings(self.transformer.auto_model)
+
+    @property
     def blocks(self) -> nn.ModuleList | None:
-        """The transformer blocks, bottom-up, if the backbone is BERT-style (None otherwise: no caching)."""
-        backbone = self.transformer.auto_model
-        if backbone.config.model_type != "bert":
-            return None
-        return backbone.encoder.layer
+        """The transformer blocks, bottom-up; None for a backbone of an unsupported family (nothing layer-wise)."""
+        architecture = self.architecture
+        return None if architecture is None else architecture.blocks(self.transformer.auto_model)
 
     def frozen_depth(self) -> int:
-        """How many bottom blocks are frozen, counting only if the embeddings are frozen too (0: nothing to cache)."""
-        backbone, blocks = self.transformer.auto_model, self.blocks
-        if blocks is None or any(p.requires_grad for p in backbone.embeddings.parameters()):
+        """How many bottom blocks are frozen, counting only if the embeddings are frozen too (0: nothing to cache;
+        also for an unsupported family, whose blocks are unknown)."""
+        blocks = self.blocks
+        if blocks is None or any(p.requires_grad for p in self.embeddings.parameters()):
             return 0
         depth = 0
         while depth < len(blocks) and not any(p.requires_grad for p in blocks[depth].parameters()):
             depth += 1
         return depth
 
+    def cached_depth(self) -> int:
+        """The depth the prefix cache serves: ``frozen_depth``. A backbone of an unsupported family is never cached:
+        partly frozen, that is an error (which blocks are frozen is unknown); wholly frozen, a warning."""
+        if self.architecture is not None:
+            return self.frozen_depth()
+        frozen = [not p.requires_grad for p in self.transformer.auto_model.parameters()]
+        if any(frozen) and not all(frozen):
+            self.require_architecture("The prefix cache of a partly frozen backbone (train with cache_frozen=False)")
+        if all(frozen):
+            warnings.warn(f"The prefix cache does not know the blocks of model_type "
+                          f"{self.transformer.auto_model.config.model_type!r} (mtl.architectures): the frozen backbone "
+                          "runs in full at every step. Train with cache_frozen=False to silence this.", stacklevel=2)
+        return 0
+
     def hidden_after(self, inputs: dict, depth: int) -> torch.Tensor:
-        """(B, T, H) hidden states after the embeddings and the ``depth`` lowest blocks, as BertModel computes them."""
+        """(B, T, H) hidden states after the embeddings and the ``depth`` lowest blocks, as the backbone has them."""
         backbone = self.transformer.auto_model
-        hidden = backbone.embeddings(input_ids=inputs["input_ids"], token_type_ids=inputs.get("token_type_ids"))
+        hidden = self.require_architecture("The prefix cache").embed(backbone, inputs)
         return self._run_blocks(hidden, inputs["attention_mask"], 0, depth)
 
     def forward_from(self, hidden: torch.Tensor, inputs: dict, depth: int) -> dict[str, torch.Tensor]:
@@ -195,10 +223,8 @@ class SentenceEncoder(nn.Module):
 
     def _run_blocks(self, hidden: torch.Tensor, attention_mask: torch.Tensor, start: int, stop: int | None):
         backbone = self.transformer.auto_model
-        mask = create_bidirectional_mask(config=backbone.config, inputs_embeds=hidden, attention_mask=attention_mask)
-        for block in self.blocks[start:stop]:
-            hidden = block(hidden, attention_mask=mask)
-        return hidden
+        architecture = self.require_architecture("The prefix cache")
+        return architecture.run_blocks(backbone, architecture.blocks(backbone)[start:stop], hidden, attention_mask)
 
     @torch.inference_mode()
     def encode(
@@ -264,7 +290,8 @@ def check_saved_files(folder: Path) -> None:
 
 def _default_max_seq_length(path: str) -> int:
     """The model's own limit: sentence-transformers' config if present, else the tokenizer's, capped at 512."""
-    config = Path(path) / "sentence_bert_config.json"
-    if config.is_file():
-        return json.loads(config.read_text())["max_seq_length"]
+    for name, key in (("sentence_bert_config.json", "max_seq_length"), ("tokenizer_config.json", "model_max_length")):
+        file = Path(path) / name  # sentence-transformers < 6 write the first, 6.x only the second
+        if file.is_file() and key in (values := json.loads(file.read_text())):
+            return min(values[key], 512)
     return 512

@@ -6,6 +6,10 @@ blocks), ``projection`` and ``layer_norm`` (if the encoder has them), ``head.<ta
 blocks), ``bottom:k`` (embeddings and the k lowest blocks), ``top:k`` (the k highest blocks), ``heads``.
 Frozen components run in eval mode (``MultiTaskModel.train`` calls ``eval_frozen``): no dropout noise in what
 does not learn, which is also what makes their outputs cacheable (``mtl.prefix_cache``).
+
+Embeddings and blocks come from the backbone family's adapter (``mtl.architectures``). A backbone of another family
+is one component, ``backbone``: ``encoder``, ``backbone``, ``heads`` and the other names work, while ``embeddings``,
+``layer.i``, ``bottom:k`` and ``top:k`` are errors naming the supported families.
 """
 from __future__ import annotations
 
@@ -19,13 +23,11 @@ from torch import nn
 def components(model) -> dict[str, nn.Module]:
     """Name -> module for every component of a MultiTaskModel, bottom-up."""
     encoder = model.encoder
-    backbone = encoder.transformer.auto_model
-    parts: dict[str, nn.Module] = {"embeddings": backbone.embeddings}
     blocks = encoder.blocks
-    if blocks is None:  # an architecture without a plain list of blocks: treat the body as one component
-        parts["body"] = nn.ModuleList([m for n, m in backbone.named_children() if n != "embeddings"])
+    if blocks is None:  # a family mtl.architectures does not know: its parts are unknown, the backbone is one piece
+        parts: dict[str, nn.Module] = {"backbone": encoder.transformer.auto_model}
     else:
-        parts.update({f"layer.{i}": block for i, block in enumerate(blocks)})
+        parts = {"embeddings": encoder.embeddings, **{f"layer.{i}": block for i, block in enumerate(blocks)}}
     for module in list(encoder.model)[1:]:
         if isinstance(module, Dense):
             parts["projection"] = module
@@ -45,7 +47,10 @@ def select(model, selector: str) -> list[str]:
     if selector == "encoder":
         return encoder_parts
     if selector == "backbone":
-        return ["embeddings"] + blocks + (["body"] if "body" in names else [])
+        return ["embeddings"] + blocks
+    layer_wise = selector == "embeddings" or selector.startswith(("layer.", "bottom:", "top:"))
+    if layer_wise and model.encoder.blocks is None:
+        model.encoder.require_architecture(f"The selector {selector!r}")  # raises: the family is not supported
     if selector == "heads":
         return [n for n in names if n.startswith("head.")]
     kind, _, count = selector.partition(":")

@@ -97,7 +97,7 @@ class PrefixCache:
 
 def _frozen_tensors(encoder, depth: int) -> list[Tensor]:
     """Parameters and buffers of the embeddings and the ``depth`` lowest blocks: all the cached output depends on."""
-    modules = [encoder.transformer.auto_model.embeddings, *encoder.blocks[:depth]]
+    modules = [encoder.embeddings, *encoder.blocks[:depth]]
     return [t for m in modules for t in (*m.parameters(), *m.buffers())]
 
 

@@ -211,6 +211,8 @@ def layer_learning_rates(model: MultiTaskModel, encoder_lr: float, decay: float 
     """Learning rate per encoder component (discriminative fine-tuning, Howard & Ruder 2018): the top block gets
     ``encoder_lr``, each block below ``decay`` times the one above, the embeddings ``decay`` times the lowest block;
     the projection and LayerNorm after the blocks get ``encoder_lr``."""
+    if decay != 1.0:
+        model.encoder.require_architecture(f"layer_lr_decay={decay}")  # a backbone of unknown blocks: an error
     names = [name for name in components(model) if not name.startswith("head.")]
     depth = sum(name.startswith("layer.") for name in names)
     position = {name: int(name.split(".")[1]) for name in names if name.startswith("layer.")}
@@ -249,6 +251,7 @@ def train(model: MultiTaskModel, train_sets: Mapping[str, Sequence[Example]],
         raise ValueError("resume_from needs config.output_dir: the best model so far is in <output_dir>/best.")
     for selector in config.freeze + [s for selectors in config.unfreeze_schedule.values() for s in selectors]:
         select(model, selector)  # a typo fails now, not epochs later
+    layer_learning_rates(model, config.encoder_lr, config.layer_lr_decay)  # so does layer_lr_decay on unknown blocks
     if config.freeze:
         freeze(model, *config.freeze)
     model.encoder.use_prefix_cache(config.cache_frozen, prefix_cache)
