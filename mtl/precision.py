@@ -82,3 +82,16 @@ def accelerate_mixed_precision(precision: str) -> str:
     if AcceleratorState._shared_state.get("_mixed_precision", mixed_precision) != mixed_precision:
         AcceleratorState._reset_state()  # the process state (devices, process group) is kept
     return mixed_precision
+
+
+def cpu_description() -> str:
+    """The CPU's name and the extensions the fast paths depend on (int8: VNNI / AMX-INT8; bf16: AVX512-BF16 / AMX)."""
+    capabilities = torch.cpu.get_capabilities()
+    name = str(capabilities.get("cpu_name") or "unknown CPU")
+    try:
+        name = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass  # not Linux: cpuinfo's shorter name
+    features = [f for f in ("avx2", "avx512_f", "avx_vnni", "avx512_vnni", "amx_int8", *NATIVE_BF16_CPU_FEATURES)
+                if capabilities.get(f, False)]
+    return f"{name} ({', '.join(features) or 'no AVX2'}; bf16 {'native' if native_bf16('cpu') else 'emulated'})"

@@ -173,8 +173,8 @@ class TokenCache:
                 self.store[keys[i]] = encoding
         encodings = [self.store[key] for key in keys]
         width = max(len(e.ids) for e in encodings)
-        fields = {"input_ids": ("ids", tokenizer.pad_token_id), "token_type_ids": ("type_ids", tokenizer.pad_token_type_id),
-                  "attention_mask": ("attention_mask", 0)}
+        fields = {"input_ids": ("ids", tokenizer.pad_token_id), "attention_mask": ("attention_mask", 0),
+                  "token_type_ids": ("type_ids", tokenizer.pad_token_type_id)}  # (Encoding attribute, padding value)
         data = {}
         for name in tokenizer.model_input_names:
             attribute, pad = fields[name]
