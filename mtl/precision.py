@@ -19,6 +19,7 @@ import contextlib
 
 import torch
 from accelerate.state import AcceleratorState, PartialState
+from accelerate.utils import parse_flag_from_env
 
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -71,6 +72,15 @@ def autocast_dtype(device: str | torch.device) -> torch.dtype:
     return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else torch.float32
 
 
+def accelerate_device() -> torch.device:
+    """The device an ``Accelerator`` created now will use, without creating the process state (which must be left to
+    Accelerate: it also reads ``ACCELERATE_USE_CPU`` and its own arguments): CUDA if present and not switched off."""
+    if PartialState._shared_state:  # already set up, e.g. by an earlier run in this process
+        return PartialState().device
+    use_cuda = torch.cuda.is_available() and not parse_flag_from_env("ACCELERATE_USE_CPU")
+    return torch.device("cuda" if use_cuda else "cpu")
+
+
 def accelerate_mixed_precision(precision: str) -> str:
     """Accelerate's ``mixed_precision`` ("no", "bf16", "fp16") for ``precision`` on this process's device.
 
@@ -78,7 +88,7 @@ def accelerate_mixed_precision(precision: str) -> str:
     here it is a setting of each training run: when a run asks for another one than the previous run, the state is
     reset first, as transformers' ``TrainingArguments`` does before each ``Trainer``.
     """
-    mixed_precision = ACCELERATE_MIXED_PRECISION[resolve_precision(precision, PartialState().device)]
+    mixed_precision = ACCELERATE_MIXED_PRECISION[resolve_precision(precision, accelerate_device())]
     if AcceleratorState._shared_state.get("_mixed_precision", mixed_precision) != mixed_precision:
         AcceleratorState._reset_state()  # the process state (devices, process group) is kept
     return mixed_precision
@@ -88,10 +98,11 @@ def cpu_description() -> str:
     """The CPU's name and the extensions the fast paths depend on (int8: VNNI / AMX-INT8; bf16: AVX512-BF16 / AMX)."""
     capabilities = torch.cpu.get_capabilities()
     name = str(capabilities.get("cpu_name") or "unknown CPU")
-    try:
-        name = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass  # not Linux: cpuinfo's shorter name
+    try:  # Linux names the model in full
+        with open("/proc/cpuinfo") as cpuinfo:
+            name = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), name)
+    except OSError:
+        pass
     features = [f for f in ("avx2", "avx512_f", "avx_vnni", "avx512_vnni", "amx_int8", *NATIVE_BF16_CPU_FEATURES)
                 if capabilities.get(f, False)]
     return f"{name} ({', '.join(features) or 'no AVX2'}; bf16 {'native' if native_bf16('cpu') else 'emulated'})"
