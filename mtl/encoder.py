@@ -25,7 +25,8 @@ from transformers import BatchEncoding
 
 from mtl.architectures import Architecture, architecture_of, require_architecture
 from mtl.backbones import backbone_path
-from mtl.prefix_cache import PrefixCache
+from mtl.precision import autocast, resolve_precision
+from mtl.prefix_cache import PrefixCache, TokenCache
 from mtl.utils import resolve_device
 
 POOLING_MODES = ("cls", "mean", "max")
@@ -40,6 +41,7 @@ class SentenceEncoder(nn.Module):
         if getattr(self.transformer.auto_model, "pooler", None) is not None:
             self.transformer.auto_model.pooler = None  # BERT's [CLS] pooler: sentence-transformers never reads it
         self.prefix_cache: PrefixCache | None = None  # set by ``use_prefix_cache`` (training with frozen layers)
+        self.token_cache: TokenCache | None = None  # likewise: tokenised inputs, for epochs over the same examples
         self.is_quantized = False  # True for the int8 copies made by ``quantized``
 
     @classmethod
@@ -138,6 +140,8 @@ class SentenceEncoder(nn.Module):
 
     def tokenize(self, inputs: Sequence[str] | Sequence[Sequence[str]]) -> BatchEncoding:
         """Pad and truncate a batch. Items are texts, or lists of words (for token tasks: see ``word_ids``)."""
+        if self.token_cache is not None:
+            return self.token_cache.tokenize(self.tokenizer, inputs, self.max_seq_length).to(self.device)
         split_into_words = not isinstance(inputs[0], str)
         batch = self.tokenizer(
             [list(x) for x in inputs] if split_into_words else list(inputs),
@@ -159,9 +163,10 @@ class SentenceEncoder(nn.Module):
 
     # ---- the backbone block by block (mtl.architectures), for caching a frozen bottom ------------------
     def use_prefix_cache(self, enabled: bool = True, cache: PrefixCache | None = None) -> None:
-        """Cache the output of the frozen bottom blocks (see ``mtl.prefix_cache``); no effect if none is frozen.
-        Pass ``cache`` to share one across models with the same frozen bottom (e.g. several seeds)."""
+        """Cache the output of the frozen bottom blocks (see ``mtl.prefix_cache``; no effect if none is frozen) and
+        the tokenised inputs. Pass ``cache`` to share one across models with the same frozen bottom (e.g. seeds)."""
         self.prefix_cache = (PrefixCache() if cache is None else cache) if enabled else None  # an empty cache is falsy
+        self.token_cache = TokenCache() if enabled else None
 
     @property
     def architecture(self) -> Architecture | None:
@@ -226,6 +231,13 @@ class SentenceEncoder(nn.Module):
         architecture = self.require_architecture("The prefix cache")
         return architecture.run_blocks(backbone, architecture.blocks(backbone)[start:stop], hidden, attention_mask)
 
+    def check_precision(self, precision: str) -> None:
+        """Fail, naming the valid choices, on a precision this encoder cannot run in (int8 copies run in fp32 only)."""
+        resolve_precision(precision, self.device)
+        if self.is_quantized and precision != "fp32":
+            raise ValueError(f"A quantised encoder computes in int8 and float32; precision must be 'fp32', got "
+                             f"{precision!r}.")
+
     @torch.inference_mode()
     def encode(
         self,
@@ -233,15 +245,21 @@ class SentenceEncoder(nn.Module):
         batch_size: int = 64,
         show_progress_bar: bool | None = None,
         convert_to_tensor: bool = False,
+        precision: str = "fp32",
     ) -> np.ndarray | torch.Tensor:
-        """Embed texts, shape (n, D). Batches are sorted by length (less padding) and returned in input order."""
+        """Embed texts, shape (n, D), float32. Batches are sorted by length (less padding) and returned in input
+        order. ``precision``: "fp32", "bf16", "fp16" (CUDA) or "auto" (bf16 where the hardware runs it natively, see
+        ``mtl.precision``)."""
         check_texts(texts)
+        self.check_precision(precision)
         was_training = self.training
         self.eval()
-        embeddings = encode_in_length_order(texts, lambda batch: self(self.tokenize(batch))["sentence_embedding"],
-                                            batch_size, show_progress_bar)
+        with autocast(precision, self.device):
+            embeddings = encode_in_length_order(texts, lambda batch: self(self.tokenize(batch))["sentence_embedding"],
+                                                batch_size, show_progress_bar)
         self.train(was_training)
-        return embeddings if convert_to_tensor else embeddings.float().cpu().numpy()
+        embeddings = embeddings.float()
+        return embeddings if convert_to_tensor else embeddings.cpu().numpy()
 
 
 def encode_in_length_order(

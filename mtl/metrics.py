@@ -144,7 +144,7 @@ def predict_examples(model: MultiTaskModel, examples: Sequence[Example], batch_s
         logits = model(features, [n for n in names if n in labels])
         for name, task_logits in logits.items():
             gold, pred, preds = labels[name].cpu(), task_logits.argmax(-1).cpu(), out[name]
-            probs = task_logits.softmax(-1).cpu()
+            probs = task_logits.float().softmax(-1).cpu()  # float32 also under bf16 autocast (in training)
             for row, i in enumerate(idx):
                 if preds.kind == "sentence":
                     if gold[row] == IGNORE:

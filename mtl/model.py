@@ -24,6 +24,7 @@ from mtl.data import Example
 from mtl.encoder import SentenceEncoder, check_texts
 from mtl.freezing import eval_frozen
 from mtl.heads import ClassificationHead, TaskSpec
+from mtl.precision import autocast
 
 IGNORE = -100  # label index that cross-entropy skips: padding, special tokens, non-first word pieces, no label
 FORMAT_VERSION = 1
@@ -166,10 +167,13 @@ class MultiTaskModel(nn.Module):
 
     # ---- inference -----------------------------------------------------------------------------------------
     @torch.inference_mode()
-    def predict(self, texts: Sequence[str], tasks: Iterable[str] | None = None, batch_size: int = 64) -> list[dict]:
-        """Readable predictions per text: {task: {"label", "probs"}} or, for token tasks, {"entities": [...]}."""
+    def predict(self, texts: Sequence[str], tasks: Iterable[str] | None = None, batch_size: int = 64,
+                precision: str = "fp32") -> list[dict]:
+        """Readable predictions per text: {task: {"label", "probs"}} or, for token tasks, {"entities": [...]}.
+        ``precision`` of the forward pass: "fp32", "bf16", "fp16" (CUDA) or "auto" (see ``mtl.precision``)."""
         check_texts(texts)
         names = self.check_tasks(tasks)
+        self.encoder.check_precision(precision)
         was_training = self.training
         self.eval()
         order = np.argsort([-len(t) for t in texts], kind="stable")  # length-sorted batches, less padding
@@ -180,7 +184,9 @@ class MultiTaskModel(nn.Module):
             features = self.encoder.tokenizer(batch, padding=True, truncation=True, return_offsets_mapping=True,
                                               max_length=self.encoder.max_seq_length, return_tensors="pt")
             offsets = features.pop("offset_mapping")
-            probs = {k: v.softmax(-1).cpu() for k, v in self(features.to(self.encoder.device), names).items()}
+            with autocast(precision, self.encoder.device):
+                logits = self(features.to(self.encoder.device), names)
+            probs = {k: v.float().softmax(-1).cpu() for k, v in logits.items()}
             for row, i in enumerate(idx):
                 for name in names:
                     task = self.tasks[name]

@@ -14,58 +14,98 @@ Because validity is decided by the weights' values, one cache can be shared: han
 models with the same pretrained bottom (``train(..., prefix_cache=cache)`` or
 ``encoder.use_prefix_cache(cache=cache)``), and runs that differ only in seed, heads, tasks or trainable top reuse
 each other's hidden states instead of recomputing them. A ``deepcopy`` of an encoder shares its cache likewise.
+Entries computed under autocast (``mtl.precision``: bf16 or fp16 matrix products) are kept apart from float32 ones
+the same way: a change of precision clears the cache.
+
+Memory: entries are unpadded, H floats per token: for MiniLM (H = 384) at max_seq_length 64 the full training splits
+of topic, sentiment and NER (22,328 distinct sentences, 24.4 tokens on average) take about 0.84 GB in float32 (2.2 GB
+if every sentence had 64 tokens). ``dtype=torch.bfloat16`` or ``torch.float16`` halves that, rounding each stored value
+(float16's 11 significant bits are finer than bfloat16's 8; both are far below training noise: see
+``benchmarks/frozen_cache.py``); ``max_bytes`` bounds it: past the bound, further inputs are computed whenever they
+are needed instead of stored, with a warning: results change only by float rounding (a recomputed entry may share
+its pass with other rows). ``nbytes`` and ``repr`` report the size.
+
+A second, smaller memo serves the step before: ``TokenCache`` keeps the tokenizer's output per distinct input, so
+that a training epoch over the same examples pads stored token ids instead of tokenising every batch again (with
+the whole encoder frozen and the cache filled, tokenising took a quarter of an epoch under cProfile).
 """
 from __future__ import annotations
 
 import hashlib
+import warnings
 import weakref
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
+from transformers import BatchEncoding
 
-CHUNK = 8  # rows per pass when computing missing entries (see ``PrefixCache.fill``)
+from mtl.precision import autocast_dtype
+
+CHUNK = 8  # rows per pass when computing missing entries (see ``PrefixCache.hidden_states``)
+STORAGE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 class PrefixCache:
-    """Hidden states (T_i, H) after ``depth`` blocks, one entry per distinct input; unpadded, so padding-free."""
+    """Hidden states (T_i, H) after ``depth`` blocks, one entry per distinct input; unpadded, so padding-free.
 
-    def __init__(self):
+    ``dtype``: how entries are stored (float32: exactly as computed; bfloat16 / float16: half the memory).
+    ``max_bytes``: bound on the stored entries (None: no bound); inputs beyond it are computed each time.
+    """
+
+    def __init__(self, dtype: torch.dtype = torch.float32, max_bytes: int | None = None):
+        if dtype not in STORAGE_DTYPES:
+            raise ValueError(f"PrefixCache dtype must be one of {STORAGE_DTYPES}, got {dtype!r}.")
+        if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0):
+            raise ValueError(f"max_bytes must be a non-negative integer or None, got {max_bytes!r}.")
+        self.dtype, self.max_bytes = dtype, max_bytes
         self.depth: int | None = None
         self.fingerprint: str | None = None  # SHA-1 of the frozen weights the entries were computed with
+        self.precision: torch.dtype | None = None  # dtype of the matrix products that computed them (autocast)
         self.store: dict[bytes, Tensor] = {}
+        self.nbytes = 0  # bytes held by the entries
         self.hits = self.misses = 0
-        self._checked: tuple | None = None  # (weakref to encoder, depth, (id, version) per frozen tensor)
+        self.unstored = 0  # misses computed but not stored because of max_bytes
+        self._value_dtype: torch.dtype | None = None  # dtype the blocks produced (what hidden_states returns)
+        self._checked: tuple | None = None  # (weakref to encoder, depth, precision, (id, version) per frozen tensor)
 
     def clear(self) -> None:
         self.store.clear()
-        self.hits = self.misses = 0
+        self.nbytes = self.hits = self.misses = self.unstored = 0
 
     def __len__(self) -> int:
         return len(self.store)
+
+    def __repr__(self) -> str:
+        bound = "no bound" if self.max_bytes is None else f"max_bytes {self.max_bytes / 1e6:,.1f} MB"
+        return (f"PrefixCache({len(self):,} entries, {self.nbytes / 1e6:,.1f} MB as {str(self.dtype)[6:]} ({bound}); "
+                f"depth {self.depth}; {self.hits:,} hits, {self.misses:,} misses, {self.unstored:,} not stored)")
 
     def __deepcopy__(self, memo) -> PrefixCache:
         return self  # shared, not copied: entries are checked against each encoder's weights before use
 
     def validate(self, encoder, depth: int) -> None:
-        """Keep the entries only if they were computed with this encoder's frozen weights at this depth.
+        """Keep the entries only if they were computed with this encoder's frozen weights at this depth, in the
+        precision (autocast or float32) in force now.
 
         Cheap when nothing changed (compares tensor identities and in-place versions); otherwise hashes the
         frozen weights, about 0.1 s for MiniLM.
         """
         tensors = _frozen_tensors(encoder, depth)
-        state = (depth, tuple((id(t), t._version) for t in tensors))
+        precision = autocast_dtype(encoder.device)
+        state = (depth, precision, tuple((id(t), t._version) for t in tensors))
         if self._checked is not None and self._checked[0]() is encoder and self._checked[1:] == state:
             return
         fingerprint = frozen_fingerprint(tensors)
-        if (depth, fingerprint) != (self.depth, self.fingerprint):
+        if (depth, fingerprint, precision) != (self.depth, self.fingerprint, self.precision):
             self.clear()
-            self.depth, self.fingerprint = depth, fingerprint
+            self.depth, self.fingerprint, self.precision = depth, fingerprint, precision
         self._checked = (weakref.ref(encoder), *state)
 
-    def fill(self, encoder, features, depth: int) -> list[bytes]:
-        """Compute and store the missing entries of a padded batch; returns the batch's keys.
+    def hidden_states(self, encoder, features, depth: int) -> Tensor:
+        """(B, T, H) hidden states after ``depth`` blocks for a padded batch.
 
         Misses are computed in length-sorted chunks of ``CHUNK`` rows, each padded only to its own longest row:
         a shuffled batch pads every row to its longest one, which on short-text data costs about twice the work.
@@ -74,25 +114,76 @@ class PrefixCache:
         ids, mask = features["input_ids"], features["attention_mask"]
         lengths = mask.sum(1).tolist()
         keys = [ids[i, :n].cpu().numpy().tobytes() for i, n in enumerate(lengths)]  # right padding: ids[:n]
-        missing = sorted({key: i for i, key in enumerate(keys) if key not in self.store}.values(), key=lengths.__getitem__)
+        entries = {key: self.store[key] for key in keys if key in self.store}
+        missing = sorted({key: i for i, key in enumerate(keys) if key not in entries}.values(), key=lengths.__getitem__)
         for start in range(0, len(missing), CHUNK):
             rows = missing[start : start + CHUNK]
             width = lengths[rows[-1]]  # the longest row of the chunk
             sub = {k: v[rows, :width] for k, v in features.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
             with torch.no_grad():
                 computed = encoder.hidden_after(sub, depth)  # (chunk, width, H)
+            self._value_dtype = computed.dtype
             for row, i in enumerate(rows):
-                self.store[keys[i]] = computed[row, : lengths[i]].clone()
+                entries[keys[i]] = self._add(keys[i], computed[row, : lengths[i]].to(self.dtype, copy=True))
         self.misses += len(missing)
         self.hits += len(keys) - len(missing)
-        return keys
+        hidden = pad_sequence([entries[key] for key in keys], batch_first=True)  # zeros after each entry
+        hidden = F.pad(hidden, (0, 0, 0, ids.shape[1] - hidden.shape[1])).to(ids.device)  # (B, T, H)
+        return hidden.to(self._value_dtype)
 
-    def hidden_states(self, encoder, features, depth: int) -> Tensor:
-        """(B, T, H) hidden states after ``depth`` blocks for a padded batch; misses are computed in one pass."""
-        keys = self.fill(encoder, features, depth)
-        length = features["input_ids"].shape[1]
-        hidden = pad_sequence([self.store[key] for key in keys], batch_first=True)  # zeros after each entry
-        return F.pad(hidden, (0, 0, 0, length - hidden.shape[1])).to(features["input_ids"].device)  # (B, T, H)
+    def _add(self, key: bytes, entry: Tensor) -> Tensor:
+        """Store ``entry`` (T_i, H) unless that would pass ``max_bytes`` (then warn once per filling); return it."""
+        size = entry.nelement() * entry.element_size()
+        if self.max_bytes is not None and self.nbytes + size > self.max_bytes:
+            if not self.unstored:
+                warnings.warn(f"PrefixCache reached max_bytes ({self.max_bytes / 1e6:,.1f} MB) with {len(self):,} "
+                              f"entries: further inputs are computed each time they are needed. Raise max_bytes, or "
+                              f"store entries in bfloat16 (PrefixCache(dtype=torch.bfloat16)) at half the size.",
+                              RuntimeWarning, stacklevel=4)
+            self.unstored += 1
+            return entry
+        self.store[key] = entry
+        self.nbytes += size
+        return entry
+
+
+class TokenCache:
+    """The tokenizer's output (a ``tokenizers.Encoding``) per distinct input, text or word list, and maximum length.
+
+    ``tokenize`` returns what ``tokenizer(inputs, padding=True, truncation=True, max_length=..., return_tensors="pt")``
+    returns (equal tensors; ``word_ids(i)`` without the padding positions), tokenising only inputs it has not seen.
+    """
+
+    def __init__(self):
+        self.store: dict[tuple, object] = {}
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def __deepcopy__(self, memo) -> TokenCache:
+        return TokenCache()  # a copy may get another tokenizer or maximum length: it starts empty
+
+    def tokenize(self, tokenizer, inputs: Sequence[str] | Sequence[Sequence[str]], max_length: int) -> BatchEncoding:
+        split_into_words = not isinstance(inputs[0], str)
+        keys = [(max_length, tuple(x) if split_into_words else x) for x in inputs]
+        missing = list({key: i for i, key in enumerate(keys) if key not in self.store}.values())
+        if missing:
+            batch = [list(inputs[i]) if split_into_words else inputs[i] for i in missing]
+            encoded = tokenizer(batch, is_split_into_words=split_into_words, truncation=True, max_length=max_length)
+            for i, encoding in zip(missing, encoded.encodings):
+                self.store[keys[i]] = encoding
+        encodings = [self.store[key] for key in keys]
+        width = max(len(e.ids) for e in encodings)
+        fields = {"input_ids": ("ids", tokenizer.pad_token_id), "attention_mask": ("attention_mask", 0),
+                  "token_type_ids": ("type_ids", tokenizer.pad_token_type_id)}  # (Encoding attribute, padding value)
+        data = {}
+        for name in tokenizer.model_input_names:
+            attribute, pad = fields[name]
+            rows = [getattr(e, attribute) for e in encodings]
+            padding = [[pad] * (width - len(row)) for row in rows]
+            rows = [p + r if tokenizer.padding_side == "left" else r + p for r, p in zip(rows, padding)]
+            data[name] = torch.tensor(rows)  # (B, T)
+        return BatchEncoding(data, encoding=encodings)
 
 
 def _frozen_tensors(encoder, depth: int) -> list[Tensor]:

@@ -79,7 +79,7 @@ def quantize_encoder(
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha!r}.")
     quantized = copy.deepcopy(encoder).to("cpu").eval()  # fbgemm int8 kernels are CPU-only
-    quantized.prefix_cache = None
+    quantized.prefix_cache = quantized.token_cache = None
     if calibration_texts is not None:
         smooth_linears(quantized, calibration_texts, alpha, batch_size)
     with warnings.catch_warnings():  # torch.ao's deprecation notice and its quantized-tensor UserWarning

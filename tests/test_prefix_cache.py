@@ -170,3 +170,89 @@ def test_training_with_the_cache_gives_the_weights_of_plain_training():
     losses = [c for c in plain_history if c.startswith("train_loss/")]
     torch.testing.assert_close(torch.tensor(cached_history[losses].values), torch.tensor(plain_history[losses].values),
                                atol=1e-5, rtol=0)
+
+
+def test_half_precision_storage_halves_the_memory_and_stays_close(examples):
+    batch = examples["topic"][:6]
+    results = {}
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        model = fresh_model()
+        freeze(model, "bottom:2")
+        cache = PrefixCache(dtype=dtype)
+        model.encoder.use_prefix_cache(True, cache)
+        loss_and_grads(model, batch)  # fills
+        results[dtype] = cache, loss_and_grads(model, batch)  # served from the stored entries
+    (full, exact), (bf16, rounded), (fp16, finer) = results.values()
+    tokens = sum(entry.shape[0] for entry in full.store.values())
+    assert full.nbytes == tokens * model.encoder.hidden_size * 4 == 2 * bf16.nbytes == 2 * fp16.nbytes
+    assert all(entry.dtype == torch.bfloat16 for entry in bf16.store.values()) and len(bf16) == len(full)
+    for served in (rounded, finer):
+        assert not torch.equal(served[0], exact[0])  # rounded entries were used
+        torch.testing.assert_close(served[0], exact[0], atol=1e-2, rtol=0)
+        assert all(g.dtype == torch.float32 for g in served[1].values())
+    assert f"{full.nbytes / 1e6:,.1f} MB as float32" in repr(full)
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        PrefixCache(dtype=torch.int8)
+    with pytest.raises(ValueError, match="max_bytes must be"):
+        PrefixCache(max_bytes=-1)
+
+
+def test_max_bytes_bounds_the_cache_without_changing_results(examples):
+    data = examples["topic"]
+    model = fresh_model()
+    freeze(model, "bottom:2")
+    unbounded = PrefixCache()
+    model.encoder.use_prefix_cache(True, unbounded)
+    expected = [loss_and_grads(model, data[i : i + 4]) for i in range(0, 12, 4)]
+    bound = unbounded.nbytes // 3
+    bounded = PrefixCache(max_bytes=bound)
+    model.encoder.use_prefix_cache(True, bounded)
+    with pytest.warns(RuntimeWarning, match="reached max_bytes"):
+        for _ in range(2):  # the second pass recomputes what was not stored
+            for start, want in zip(range(0, 12, 4), expected):
+                assert_same(want, loss_and_grads(model, data[start : start + 4]))
+    assert 0 < bounded.nbytes <= bound and 0 < len(bounded) < len(unbounded)
+    assert bounded.unstored == 2 * (len(unbounded) - len(bounded))  # computed in each pass, never stored
+    assert bounded.misses == len(unbounded) + bounded.unstored // 2
+
+
+def test_entries_computed_under_autocast_are_not_served_in_float32(examples):
+    model = fresh_model()
+    freeze(model, "encoder")
+    model.encoder.use_prefix_cache()
+    cache = model.encoder.prefix_cache
+    batch = examples["topic"][:6]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss_and_grads(model, batch)
+    assert cache.precision == torch.bfloat16 and len(cache) == 6
+    cached = loss_and_grads(model, batch)
+    assert cache.precision == torch.float32 and (cache.misses, cache.hits) == (6, 0)  # cleared and recomputed
+    model.encoder.use_prefix_cache(False)
+    assert_same(loss_and_grads(model, batch), cached)
+
+
+def test_the_token_cache_gives_the_tokenizers_batches(examples, monkeypatch):
+    model = fresh_model()
+    long_text = " ".join(["word"] * 100)  # truncated at max_seq_length
+    batches = [examples["topic"][:5], examples["ner"][:5], examples["topic"][3:8]]
+    plain = [model.collate(batch) for batch in batches]
+    plain.append(model.encoder.tokenize([long_text, "short"]))
+    model.encoder.use_prefix_cache()
+    calls = []
+    tokenizer_type = type(model.encoder.tokenizer)
+    original = tokenizer_type.__call__
+    monkeypatch.setattr(tokenizer_type, "__call__", lambda self, inputs, **kw: calls.append(len(inputs)) or
+                        original(self, inputs, **kw))
+    for _ in range(2):  # the second round tokenises nothing
+        memo = [model.collate(batch) for batch in batches]
+        memo.append(model.encoder.tokenize([long_text, "short"]))
+        for (features, labels), (want_features, want_labels) in zip(memo[:3], plain[:3]):
+            assert features.keys() == want_features.keys()
+            for key in want_features:
+                assert torch.equal(features[key], want_features[key]), key
+            assert labels.keys() == want_labels.keys() and all(torch.equal(labels[k], want_labels[k]) for k in labels)
+        assert all(torch.equal(memo[3][key], plain[3][key]) for key in plain[3])
+        assert memo[3]["input_ids"].shape[1] == model.encoder.max_seq_length
+    assert calls == [5, 5, 3, 2]  # each distinct input once: the third batch had 3 new texts
+    model.encoder.use_prefix_cache(False)
+    assert model.encoder.token_cache is None

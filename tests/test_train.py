@@ -99,3 +99,30 @@ def test_resuming_without_an_output_dir_is_refused_up_front(tiny_model, tmp_path
     train_sets, val_sets = small_data()
     with pytest.raises(ValueError, match="resume_from needs config.output_dir"):
         train(tiny_model, train_sets, val_sets, TrainConfig(epochs=1, progress=False), resume_from=tmp_path / "last")
+
+
+@pytest.mark.parametrize("scores, best", [([0.2, 0.6, 0.4], 2), ([0.1, 0.2, 0.3], 3)])
+def test_the_best_epochs_weights_are_kept_exactly(tiny_model, tmp_path, monkeypatch, scores, best):
+    """The weights train() ends with equal, bit for bit, the model it saved at the best epoch (a full copy written
+    right then), also for a component that gradual unfreezing starts training after the best epoch."""
+    import torch
+
+    import mtl.train
+    from mtl.model import MultiTaskModel
+    scripted = iter(scores)
+    monkeypatch.setattr(mtl.train, "main_score", lambda values, model: next(scripted))
+    train_sets, val_sets = small_data()
+    initial_top = {k: v.clone() for k, v in tiny_model.encoder.blocks[-1].state_dict().items()}
+    config = TrainConfig(epochs=3, steps_per_epoch=2, batch_size=8, encoder_lr=1e-3, head_lr=5e-3, patience=None,
+                         freeze=["encoder"], unfreeze_schedule={3: ["top:1"]}, output_dir=str(tmp_path),
+                         progress=False)
+    history = train(tiny_model, train_sets, val_sets, config)
+    assert list(history["val/main"]) == scores
+    kept = tiny_model.state_dict()
+    reference = MultiTaskModel.load(tmp_path / "best").state_dict()  # written at the best epoch
+    last = MultiTaskModel.load(tmp_path / "last").state_dict()  # written after the final epoch
+    assert kept.keys() == reference.keys() and all(torch.equal(kept[k], reference[k]) for k in kept)
+    top = tiny_model.encoder.blocks[-1].state_dict()
+    trained_in_epoch_3 = not all(torch.equal(top[k], initial_top[k]) for k in top)
+    assert trained_in_epoch_3 == (best == 3)  # the top block, unfrozen for epoch 3 only, is back where it was
+    assert all(torch.equal(kept[k], last[k]) for k in kept) == (best == 3)
