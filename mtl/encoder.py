@@ -235,15 +235,33 @@ def encode_in_length_order(
     return torch.cat(chunks)[torch.from_numpy(np.argsort(order))]  # back to input order
 
 
-def check_texts(texts: Sequence[str]) -> None:
-    """Reject what cannot be encoded, naming the problem; empty strings are fine (they encode as [CLS][SEP])."""
+def check_texts(texts: Sequence[str] | Sequence[Sequence[str]], words: bool = False) -> None:
+    """Reject what cannot be encoded, naming the item and the problem; empty strings are fine (they encode as
+    [CLS][SEP]). With ``words``, an item may also be a non-empty list of non-empty words."""
     if isinstance(texts, str):
         raise TypeError("Expected a list of strings, got a single string: wrap it in a list.")
     if len(texts) == 0:
         raise ValueError("Expected at least one text, got an empty list.")
     for i, text in enumerate(texts):
-        if not isinstance(text, str):
+        if words and not isinstance(text, str) and isinstance(text, Sequence):
+            if len(text) == 0 or not all(isinstance(word, str) and word for word in text):
+                raise TypeError(f"Item {i} must be a text or a non-empty list of non-empty strings, got {text!r:.60}")
+            for word in text:
+                _check_unicode(word, f"Item {i}")
+        elif isinstance(text, str):
+            _check_unicode(text, f"Item {i}")
+        else:
             raise TypeError(f"Item {i} is {type(text).__name__}, not str: {text!r:.60}")
+
+
+def _check_unicode(text: str, item: str) -> None:
+    """A lone surrogate (half of a UTF-16 pair, e.g. from slicing an emoji or a lenient decoder) is not text: the
+    tokenizer rejects it with an error that names neither the item nor the problem."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"{item} is not valid Unicode: a lone surrogate {text[err.start]!r} at character "
+                         f"{err.start} ({text[max(0, err.start - 20):err.start]!r} before it).") from None
 
 
 def check_saved_files(folder: Path) -> None:

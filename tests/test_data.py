@@ -150,8 +150,8 @@ def test_read_conll_reads_sentences_and_keeps_tags_as_written(tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [
-    ("Obama B-PER\nvisited O O\n", r"ner\.conll:2: expected 'token tag', found 3 fields"),
-    ("Obama B-PER\n\nParis\n", r"ner\.conll:3: expected 'token tag', found 1 fields"),
+    ("Obama B-PER\nvisited O O\n", r"ner\.conll:2: 3 columns where line 1 has 2: 'visited O O'"),
+    ("Obama B-PER\n\nParis\n", r"ner\.conll:3: 1 columns where line 1 has 2"),
     ("Obama B-PER\nParis B-GPE\n", r"ner\.conll:2: unknown label 'B-GPE'"),
     ("", r"ner\.conll: no sentences"),
     ("-DOCSTART- -X- O O\n\n", r"ner\.conll: no sentences"),

@@ -58,18 +58,21 @@ def test_predict_gives_readable_labels_probabilities_and_spans(tiny_model):
             assert text[entity["start"]:entity["end"]] == entity["text"]
 
 
-def test_decode_entities_merges_bio_spans():
+def test_decode_entities_merges_bio_spans_over_words():
     labels = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")
-    text = "Tony Blair met Nokia"
-    # pieces: [CLS] tony blair met nok ##ia [SEP]
-    word_ids = [None, 0, 1, 2, 3, 3, None]
-    offsets = torch.tensor([[0, 0], [0, 4], [5, 10], [11, 14], [15, 18], [18, 20], [0, 0]])
-    tags = ["O", "B-PER", "I-PER", "O", "B-ORG", "I-ORG", "O"]
+    text = "Tony Blair met Nokia in U.S."
+    spans = [(0, 4), (5, 10), (11, 14), (15, 20), (21, 23), (24, 28)]  # the words' characters
+    # pieces: [CLS] tony blair met nok ##ia in u . s . [SEP]; only a word's first piece is read
+    word_ids = [None, 0, 1, 2, 3, 3, 4, 5, 5, 5, 5, None]
+    tags = ["O", "B-PER", "I-PER", "O", "B-ORG", "O", "O", "B-LOC", "B-PER", "B-PER", "B-PER", "O"]
     probs = torch.zeros(len(tags), len(labels))
     for row, tag in enumerate(tags):
         probs[row, labels.index(tag)] = 1.0
-    entities = decode_entities(text, probs, word_ids, offsets, labels)
-    assert [(e["text"], e["type"]) for e in entities] == [("Tony Blair", "PER"), ("Nokia", "ORG")]
+    entities = decode_entities(text, probs, word_ids, spans, labels)
+    assert [(e["text"], e["type"], e["start"], e["end"]) for e in entities] == [
+        ("Tony Blair", "PER", 0, 10), ("Nokia", "ORG", 15, 20), ("U.S.", "LOC", 24, 28)]
+    cut = decode_entities(text, probs[:4], word_ids[:4], spans, labels)  # words 3-5 cut off by truncation: O
+    assert [e["text"] for e in cut] == ["Tony Blair"]
 
 
 def test_save_and_load_round_trip(tiny_model, tmp_path):
