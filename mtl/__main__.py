@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-if TYPE_CHECKING:  # imported where used: `--help` and config errors answer without loading torch
+if TYPE_CHECKING:  # for annotations only: each command imports what it uses when it runs
     from mtl.file_tasks import FileTask
     from mtl.metrics import TaskPredictions
     from mtl.train import TrainConfig
@@ -73,8 +73,8 @@ def load_config(path: Path) -> RunConfig:
     model_keys = sorted(set(inspect.signature(build_model).parameters) - {"tasks"})
     problems, tasks = [], []
     if not isinstance(config["tasks"], list) or not config["tasks"]:
-        problems.append(f"'tasks' must be a non-empty list of task names (built-in) and file task objects, "
-                        f"got {config['tasks']!r}")
+        problems.append(f"'tasks' must be a non-empty list of task names, got {config['tasks']!r}; each is a "
+                        "built-in task's name or a file task (an object)")
     for position, entry in enumerate(config["tasks"] if isinstance(config["tasks"], list) else []):
         if isinstance(entry, str) and entry in LOADERS:
             tasks.append(entry)
@@ -155,6 +155,7 @@ def format_history(history: pd.DataFrame) -> str:
 
 def train_command(config_path: Path, resume: bool) -> None:
     from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
 
     from mtl.tasks import build_model
     from mtl.train import train
@@ -163,7 +164,9 @@ def train_command(config_path: Path, resume: bool) -> None:
     quiet_libraries()
     config = load_config(config_path)
     check_output_dir(config, resume)
-    processes = PartialState()  # the state train's Accelerator joins; under accelerate launch only the main one prints
+    # the process state train's Accelerator will join, made as its AcceleratorState makes it (a bare PartialState()
+    # would make every CPU process under accelerate launch a world of its own); only the main process prints
+    processes = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         specs, data = load_data(config, ("train", "validation"))
@@ -220,8 +223,8 @@ def evaluate_command(model_dir: Path, config_path: Path, split: str, output: Pat
     from mtl.prepare import atomic_path
     from mtl.tasks import task_spec
 
-    model = load_model(model_dir)
     config = load_config(config_path)
+    model = load_model(model_dir)
     problems = []
     for task in config.tasks:
         expected = task_spec(task) if isinstance(task, str) else task  # a file task's labels may be None: inferred
@@ -264,15 +267,15 @@ def predict_command(model_dir: Path, source: str, output: Path | None, tasks: li
     from mtl.data import DataError, read_texts
     from mtl.prepare import atomic_path
 
+    try:
+        inputs = read_texts(sys.stdin.buffer if source == "-" else source, None if fmt is None else fmt == "jsonl")
+    except DataError as err:
+        raise SystemExit(f"error: {err}") from None
     model = load_model(model_dir)
     try:
         names = model.check_tasks(tasks)
     except KeyError as err:
         raise SystemExit(f"error: {err.args[0]}") from None
-    try:
-        inputs = read_texts(sys.stdin.buffer if source == "-" else source, None if fmt is None else fmt == "jsonl")
-    except DataError as err:
-        raise SystemExit(f"error: {err}") from None
     results = model.predict(inputs, names, batch_size, show_progress_bar=True)
     lines = [json.dumps({"text": x, **result} if isinstance(x, str) else {"words": list(x), **result},
                         ensure_ascii=False) + "\n" for x, result in zip(inputs, results)]

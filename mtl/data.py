@@ -317,6 +317,16 @@ def read_texts(source: str | os.PathLike | BinaryIO, jsonl: bool | None = None) 
     return inputs
 
 
+def lone_surrogate(text: str) -> int | None:
+    """Where ``text`` has a lone surrogate, or None if it is valid Unicode. A lone surrogate is half of a UTF-16 pair
+    (e.g. an emoji cut by slicing); JSON can spell one ("\\ud800"), no tokenizer accepts it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return error.start
+    return None
+
+
 def check_no_leakage(*splits: Iterable[Example | str]) -> None:
     """Raise `DataError` if a text occurs in more than one split (splits are named by position)."""
     seen: dict[str, int] = {}
@@ -372,12 +382,9 @@ def _words(value, path: Path, line: int, what: str) -> tuple[str, ...]:
 
 
 def _check_unicode(text: str, path: Path, line: int) -> None:
-    """JSON can spell a lone surrogate ("\\ud800"), which is not text: the tokenizer would fail on it later."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as error:
-        raise DataError(f"{path}:{line}: not valid Unicode: a lone surrogate {text[error.start]!r} in "
-                        f"{text!r:.60}") from None
+    position = lone_surrogate(text)
+    if position is not None:
+        raise DataError(f"{path}:{line}: not valid Unicode: a lone surrogate {text[position]!r} in {text!r:.60}")
 
 
 def _column(column: Column, header: list[str] | None, width: int, path: Path, line: int) -> int:

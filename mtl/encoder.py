@@ -24,6 +24,7 @@ from transformers import BatchEncoding
 from transformers.masking_utils import create_bidirectional_mask
 
 from mtl.backbones import backbone_path
+from mtl.data import lone_surrogate
 from mtl.prefix_cache import PrefixCache
 from mtl.utils import resolve_device
 
@@ -255,13 +256,11 @@ def check_texts(texts: Sequence[str] | Sequence[Sequence[str]], words: bool = Fa
 
 
 def _check_unicode(text: str, item: str) -> None:
-    """A lone surrogate (half of a UTF-16 pair, e.g. from slicing an emoji or a lenient decoder) is not text: the
-    tokenizer rejects it with an error that names neither the item nor the problem."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as err:
-        raise ValueError(f"{item} is not valid Unicode: a lone surrogate {text[err.start]!r} at character "
-                         f"{err.start} ({text[max(0, err.start - 20):err.start]!r} before it).") from None
+    """A lone surrogate is named here: the tokenizer's own TypeError names neither the item nor the problem."""
+    position = lone_surrogate(text)
+    if position is not None:
+        raise ValueError(f"{item} is not valid Unicode: a lone surrogate {text[position]!r} at character {position} "
+                         f"({text[max(0, position - 20):position]!r} before it).")
 
 
 def check_saved_files(folder: Path) -> None:

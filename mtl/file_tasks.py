@@ -62,9 +62,9 @@ class FileTask:
             valid = [f for f, kinds in FORMAT_KINDS.items() if self.kind in kinds]
             raise ValueError(f"'format' of a {self.kind} task must be one of {valid}, got {fmt!r}")
         object.__setattr__(self, "format", fmt)
-        self._check_columns()
         if not isinstance(self.header, bool):
             raise ValueError(f"'header' must be true or false, got {self.header!r}")
+        self._check_columns()
         for name in ("word_column", "tag_column"):
             if not _is_int(getattr(self, name)):
                 raise ValueError(f"'{name}' must be an integer (a 0-based column), got {getattr(self, name)!r}")
@@ -195,7 +195,7 @@ def hold_out(examples: Sequence[Example], task: str, fraction: float, seed: int 
         _, held_out = train_test_split(texts, test_size=fraction, random_state=seed, stratify=strata)
     except ValueError as error:  # too few examples, or a class with a single one
         raise DataError(f"{path}: cannot hold out {fraction:.0%} of its {len(texts)} distinct texts for validation"
-                        f"{' stratified by label' if strata else ''}: {error} Give a validation file.") from None
+                        f"{' stratified by label' if strata else ''} ({error}); give a validation file") from None
     held_out = set(held_out)
     train = [ex for ex in examples if ex.text not in held_out]
     validation = [ex for ex in examples if ex.text in held_out]
