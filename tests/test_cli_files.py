@@ -146,7 +146,8 @@ def append(path: Path, text: str) -> str:
     (lambda f, tasks: tasks[1].update(name="topic"),
      r"config\.json: task names must be unique, got \['topic', 'topic', 'reviews', 'entities'\]; file task name\(s\) "
      r"\['topic'\] are built-in task names"),
-    (lambda f, tasks: tasks[3].update(columns=4), r"config\.json: task 3 \('entities'\): unknown key\(s\) \['columns'\]"),
+    (lambda f, tasks: tasks[3].update(columns=4),
+     r"config\.json: task 3 \('entities'\): unknown key\(s\) \['columns'\]"),
 ], ids=["unseen test label", "field count", "missing field", "CoNLL columns", "missing file", "empty text",
         "not UTF-8", "bad kind", "name clash", "unknown key"])
 def test_a_problem_in_a_file_or_file_task_stops_before_training(tmp_path, edit, message):

@@ -214,7 +214,8 @@ def test_a_missing_file_is_a_data_error_naming_it(tmp_path):
 # --- read_jsonl ----------------------------------------------------------------------------------------------
 
 def test_read_jsonl_reads_sentence_and_token_examples(tmp_path):
-    reviews = write(tmp_path, "reviews.jsonl", '{"review": " Loved it ", "stars": 5}\n\n{"review": "Dull", "stars": "1"}\n')
+    reviews = write(tmp_path, "reviews.jsonl",
+                    '{"review": " Loved it ", "stars": 5}\n\n{"review": "Dull", "stars": "1"}\n')
     assert read_jsonl(reviews, "review", "stars", "rating") == [
         Example("Loved it", {"rating": "5"}), Example("Dull", {"rating": "1"})]  # an integer label as in a CSV file
     ner = write(tmp_path, "ner.jsonl", '{"words": ["Obama", "visited", "U.S."], "tags": ["B-PER", "O", "B-LOC"]}\n')
@@ -231,7 +232,8 @@ def test_read_jsonl_reads_sentence_and_token_examples(tmp_path):
     ('{"text": "ok", "label": "meh"}', "sentence", r"x\.jsonl:2: unknown label 'meh'"),
     ('{"text": "bad \\ud800", "label": "pos"}', "sentence", r"x\.jsonl:2: not valid Unicode: a lone surrogate"),
     ('{"text": ["a", "b"], "label": ["O"]}', "token", r"x\.jsonl:2: 1 tags in 'label' for 2 words"),
-    ('{"text": ["a b"], "label": ["O"]}', "token", r"x\.jsonl:2: word 0 of field 'text' is empty or contains whitespace"),
+    ('{"text": ["a b"], "label": ["O"]}', "token",
+     r"x\.jsonl:2: word 0 of field 'text' is empty or contains whitespace"),
     ('{"text": ["a"], "label": ["PER"]}', "token", r"x\.jsonl:2: tag 'PER' is not a BIO tag"),
     ('{"text": "a", "label": ["O"]}', "token", r"x\.jsonl:2: field 'text' must be a non-empty list of words"),
 ])

@@ -36,7 +36,8 @@ def test_format_and_columns_default_by_extension_and_kind():
      r"'text_column' must be a 0-based column index: the file has no header \(\"header\": false\)"),
     ({"name": "x", "kind": "sentence", "train": "a.jsonl", "text_column": 0}, r"JSON Lines file must be a field name"),
     ({"name": "x", "kind": "token", "train": "a.conll", "text_column": 0}, r"'text_column' does not apply to CoNLL"),
-    ({"name": "x", "kind": "sentence", "train": "a.csv", "labels": ["only"]}, r"'labels' must be a list of at least two"),
+    ({"name": "x", "kind": "sentence", "train": "a.csv", "labels": ["only"]},
+     r"'labels' must be a list of at least two"),
     ({"name": "x", "kind": "token", "train": "a.conll", "labels": ["O", "PER"]}, r"must be BIO tags .*\['PER'\]"),
     ({"name": "x", "kind": "sentence", "train": "a.csv", "validation_fraction": 1}, r"'validation_fraction' must be a "
                                                                                    r"number in \(0, 1\), got 1"),
@@ -68,13 +69,15 @@ def test_labels_are_inferred_sorted_from_the_training_file_and_bind_the_other_fi
                                                 r", 'sport', 'tech'\], the labels of the training file .*train\.tsv; "
                                                 r"list every label in the task's \"labels\""):
         load_file_task(FileTask("news", "sentence", train, dev, unseen, **columns))
-    given = FileTask("news", "sentence", train, dev, unseen, labels=["tech", "sport", "politics", "business"], **columns)
+    labels = ["tech", "sport", "politics", "business"]
+    given = FileTask("news", "sentence", train, dev, unseen, labels=labels, **columns)
     assert load_file_task(given).labels == ("tech", "sport", "politics", "business")  # given labels, in their order
 
 
 def test_a_training_file_with_one_label_is_an_error(tmp_path):
     train = write(tmp_path, "train.csv", "text,label\na,x\nb,x\n")
-    with pytest.raises(DataError, match=r"train\.csv: task 'one' needs at least two labels; the file has only \('x',\)"):
+    with pytest.raises(DataError, match=r"train\.csv: task 'one' needs at least two labels; the file has only "
+                                        r"\('x',\)"):
         load_file_task(FileTask("one", "sentence", train))
 
 

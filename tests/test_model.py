@@ -142,7 +142,8 @@ def test_predict_tokenises_texts_as_texts_when_no_token_task_runs(tiny_model, mo
 
 
 @pytest.mark.parametrize("inputs, error, message", [
-    (["fine", "bad \ud800 text"], ValueError, r"Item 1 is not valid Unicode: a lone surrogate '\\ud800' at character 4"),
+    (["fine", "bad \ud800 text"], ValueError,
+     r"Item 1 is not valid Unicode: a lone surrogate '\\ud800' at character 4"),
     ([["fine", ""]], TypeError, r"Item 0 must be a text or a non-empty list of non-empty strings"),
     ([[]], TypeError, r"Item 0 must be a text or a non-empty list"),
     ([["a", "\udfff"]], ValueError, r"Item 0 is not valid Unicode"),

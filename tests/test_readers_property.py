@@ -80,7 +80,7 @@ def test_random_csv_rows_come_back_as_their_examples(tmp_path, rows, header):
 
 
 JSON_VALUE = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | FIELD,
-                          lambda children: st.lists(children, max_size=3) | st.dictionaries(FIELD, children, max_size=3),
+                          lambda inner: st.lists(inner, max_size=3) | st.dictionaries(FIELD, inner, max_size=3),
                           max_leaves=6)
 
 

@@ -17,7 +17,8 @@ from mtl.train import TrainConfig
     ({"temperature": 0}, r"TrainConfig\.temperature must be a finite number > 0, got 0"),
     ({"sampling": "bogus"}, r"TrainConfig\.sampling must be one of \('proportional', 'round_robin', 'temperature'\), "
                             r"got 'bogus'"),
-    ({"loss_weighting": "bogus"}, r"TrainConfig\.loss_weighting must be one of \('fixed', 'uncertainty'\), got 'bogus'"),
+    ({"loss_weighting": "bogus"},
+     r"TrainConfig\.loss_weighting must be one of \('fixed', 'uncertainty'\), got 'bogus'"),
     ({"task_weights": {"topic": 1.0, "ner": -0.5}}, r"TrainConfig\.task_weights\['ner'\] must be a finite number >= 0, "
                                                     r"got -0\.5"),
     ({"max_grad_norm": 0}, r"TrainConfig\.max_grad_norm must be > 0, got 0"),
