@@ -146,6 +146,16 @@ def entity_report(preds: TaskPredictions) -> pd.DataFrame:
     return frame[["precision", "recall", "f1", "support"]]
 
 
+def class_report(preds: TaskPredictions) -> pd.DataFrame:
+    """Precision, recall, F1 and support per class of a sentence task, in label order (a class never predicted has
+    precision 0); the per-class view of ``sentence_report``'s macro averages."""
+    _check_kind(preds, "sentence")
+    labels = list(preds.labels)
+    precision, recall, f1, support = precision_recall_fscore_support(preds.true, preds.pred, labels=labels,
+                                                                     average=None, zero_division=0)
+    return pd.DataFrame({"precision": precision, "recall": recall, "f1": f1, "support": support}, index=labels)
+
+
 def entity_type(tag: str) -> str:
     """BIO tag -> entity type ("B-PER" -> "PER"); "O" stays "O"."""
     return tag[2:] if tag[:2] in ("B-", "I-") else tag

@@ -17,7 +17,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
+from seqeval.metrics.sequence_labeling import get_entities
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 from transformers import BatchEncoding
 
 from mtl.data import Example
@@ -25,6 +27,7 @@ from mtl.encoder import SentenceEncoder, check_texts
 from mtl.freezing import eval_frozen
 from mtl.heads import ClassificationHead, TaskSpec
 from mtl.precision import autocast
+from mtl.words import joined_words, split_words
 
 IGNORE = -100  # label index that cross-entropy skips: padding, special tokens, non-first word pieces, no label
 FORMAT_VERSION = 1
@@ -167,26 +170,34 @@ class MultiTaskModel(nn.Module):
 
     # ---- inference -----------------------------------------------------------------------------------------
     @torch.inference_mode()
-    def predict(self, texts: Sequence[str], tasks: Iterable[str] | None = None, batch_size: int = 64,
-                precision: str = "fp32") -> list[dict]:
-        """Readable predictions per text: {task: {"label", "probs"}} or, for token tasks, {"entities": [...]}.
-        ``precision`` of the forward pass: "fp32", "bf16", "fp16" (CUDA) or "auto" (see ``mtl.precision``)."""
-        check_texts(texts)
+    def predict(self, inputs: Sequence[str | Sequence[str]], tasks: Iterable[str] | None = None, batch_size: int = 64,
+                show_progress_bar: bool | None = None, precision: str = "fp32") -> list[dict]:
+        """Readable predictions per input: {task: {"label", "probs"}}, or for token tasks {"entities": [...]} with
+        character offsets into the input's text.
+
+        An input is a text or its words (a list of strings, whose text is the words joined by spaces). Inputs are
+        tokenised as ``collate`` tokenises training batches: by words when a token task runs or words are given (a
+        text split as the training data was: ``mtl.words.split_words``), else as texts. Batches are sorted by
+        length; a progress bar shows from 21 batches on unless ``show_progress_bar`` says otherwise. ``precision`` of
+        the forward pass: "fp32", "bf16", "fp16" (CUDA) or "auto" (see ``mtl.precision``).
+        """
+        check_texts(inputs, words=True)
         names = self.check_tasks(tasks)
         self.encoder.check_precision(precision)
+        by_words = (any(self.tasks[name].kind == "token" for name in names)
+                    or not all(isinstance(x, str) for x in inputs))
+        items = [(split_words(x) if isinstance(x, str) else joined_words(x)) if by_words else x for x in inputs]
         was_training = self.training
         self.eval()
-        order = np.argsort([-len(t) for t in texts], kind="stable")  # length-sorted batches, less padding
-        results: list[dict] = [{} for _ in texts]
-        for start in range(0, len(texts), batch_size):
+        order = np.argsort([-len(x.text if by_words else x) for x in items], kind="stable")  # less padding
+        results: list[dict] = [{} for _ in items]
+        show = -(-len(items) // batch_size) > 20 if show_progress_bar is None else show_progress_bar
+        for start in tqdm(range(0, len(items), batch_size), desc="predict", disable=not show):
             idx = order[start : start + batch_size]
-            batch = [texts[i] for i in idx]
-            features = self.encoder.tokenizer(batch, padding=True, truncation=True, return_offsets_mapping=True,
-                                              max_length=self.encoder.max_seq_length, return_tensors="pt")
-            offsets = features.pop("offset_mapping")
+            features = self.encoder.tokenize([items[i].words if by_words else items[i] for i in idx])
             with autocast(precision, self.encoder.device):
-                logits = self(features.to(self.encoder.device), names)
-            probs = {k: v.float().softmax(-1).cpu() for k, v in logits.items()}
+                logits = self(features, names)
+            probs = {k: v.float().softmax(-1).cpu() for k, v in logits.items()}  # (B, C) or (B, T, C)
             for row, i in enumerate(idx):
                 for name in names:
                     task = self.tasks[name]
@@ -196,7 +207,7 @@ class MultiTaskModel(nn.Module):
                                             "probs": {lab: round(float(x), 4) for lab, x in zip(task.labels, p)}}
                     else:
                         results[i][name] = {"entities": decode_entities(
-                            texts[i], probs[name][row], features.word_ids(row), offsets[row], task.labels)}
+                            items[i].text, probs[name][row], features.word_ids(row), items[i].spans, task.labels)}
         self.train(was_training)
         return results
 
@@ -253,31 +264,21 @@ class MultiTaskModel(nn.Module):
         return model.to(model.encoder.device)
 
 
-def decode_entities(text: str, probs: Tensor, word_ids: list[int | None], offsets: Tensor,
+def decode_entities(text: str, probs: Tensor, word_ids: list[int | None], spans: Sequence[tuple[int, int]],
                     labels: Sequence[str]) -> list[dict]:
-    """BIO tags on each word's first piece -> entity spans with character offsets and mean tag probability."""
-    words: list[tuple[str, float, int, int]] = []  # (tag, prob, start, end) per word
+    """Entity spans from the BIO tag read on each word's first piece, as training labels it.
+
+    ``probs`` (T, C) per piece, ``word_ids`` the word of each piece (None: special token or padding), ``spans[w]``
+    the (start, end) characters of word w in ``text``. A word cut off by truncation has no piece and counts as O.
+    Tags become entities by seqeval's rules, as entity F1 counts them; ``score`` is the mean probability of the
+    entity's word tags."""
+    tags, confidence = ["O"] * len(spans), [1.0] * len(spans)
     previous = None
     for position, word in enumerate(word_ids):
-        if word is None:
-            continue
-        start, end = (int(x) for x in offsets[position])
-        if word != previous:
+        if word is not None and word != previous:
             p = probs[position]
-            words.append((labels[int(p.argmax())], float(p.max()), start, end))
-        else:  # later piece of the same word: extend its span
-            tag, prob, first, _ = words[-1]
-            words[-1] = (tag, prob, first, end)
+            tags[word], confidence[word] = labels[int(p.argmax())], float(p.max())
         previous = word
-    entities: list[dict] = []
-    for tag, prob, start, end in words:
-        kind = tag[2:]
-        continues = tag.startswith("I-") and entities and entities[-1]["type"] == kind and entities[-1]["open"]
-        if continues:
-            entities[-1].update(end=end, scores=entities[-1]["scores"] + [prob])
-        elif tag != "O":
-            entities.append({"type": kind, "start": start, "end": end, "scores": [prob], "open": True})
-        if tag == "O" and entities:
-            entities[-1]["open"] = False
-    return [{"text": text[e["start"]:e["end"]], "type": e["type"], "start": e["start"], "end": e["end"],
-             "score": round(float(np.mean(e["scores"])), 4)} for e in entities]
+    return [{"text": text[spans[first][0]:spans[last][1]], "type": kind, "start": spans[first][0],
+             "end": spans[last][1], "score": round(float(np.mean(confidence[first:last + 1])), 4)}
+            for kind, first, last in get_entities(tags)]

@@ -30,10 +30,12 @@ def task_spec(name: str, hidden_dim: int | None = None, dropout: float = 0.1) ->
 
 
 def subsample(examples: Sequence[Example], n: int | None, task: str, seed: int = 0) -> list[Example]:
-    """At most ``n`` examples, stratified by the task's label (sentence tasks) so class shares are kept."""
+    """At most ``n`` examples, stratified by the task's label when it is a class name (sentence tasks, built-in or
+    from files) so class shares are kept."""
     if n is None or n >= len(examples):
         return list(examples)
-    strata = [ex.labels[task] for ex in examples] if KINDS.get(task) == "sentence" else None
+    labels = [ex.labels[task] for ex in examples]
+    strata = labels if all(isinstance(label, str) for label in labels) else None
     kept, _ = train_test_split(list(examples), train_size=n, random_state=seed, stratify=strata)
     return kept
 

@@ -31,12 +31,12 @@ from mtl.checkpoint import (atomic_directory, load_state, numpy_state, optimizer
                             restore_optimizer, restore_rng, rng_states, save_state)
 from mtl.data import Example
 from mtl.freezing import components, freeze, select, unfreeze
-from mtl.losses import LossWeighting
+from mtl.losses import LOSS_WEIGHTINGS, LossWeighting
 from mtl.metrics import MAIN_METRIC, evaluate
 from mtl.model import IGNORE, MultiTaskModel
 from mtl.precision import accelerate_mixed_precision, check_precision_name
 from mtl.prefix_cache import PrefixCache
-from mtl.sampling import task_schedule
+from mtl.sampling import SAMPLING_STRATEGIES, task_schedule
 from mtl.utils import set_seed
 
 
@@ -70,14 +70,35 @@ class TrainConfig:
     precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA) | auto: Accelerate's mixed precision (mtl.precision)
 
     def __post_init__(self):
-        if self.epochs < 1 or self.batch_size < 1 or (self.steps_per_epoch is not None and self.steps_per_epoch < 1):
-            raise ValueError("epochs, batch_size and steps_per_epoch must be positive.")
-        if self.class_weighting not in ("none", "balanced"):
-            raise ValueError(f"class_weighting must be 'none' or 'balanced', got {self.class_weighting!r}.")
-        if self.eval_batch_size < 1 or (self.checkpoint_every is not None and self.checkpoint_every < 1):
-            raise ValueError("eval_batch_size and checkpoint_every (None: per epoch only) must be positive.")
-        if not self.layer_lr_decay > 0:
-            raise ValueError(f"layer_lr_decay must be positive, got {self.layer_lr_decay}.")
+        """Check every value against its valid range, so a bad config fails when it is built, not mid-run."""
+        def finite_at_least_0(v):
+            return math.isfinite(v) and v >= 0
+
+        rules = [  # (field, is the value valid?, what is valid); NaN fails every comparison
+            ("epochs", lambda v: v >= 1, "positive (>= 1)"),
+            ("steps_per_epoch", lambda v: v is None or v >= 1, "positive (>= 1) or None"),
+            ("batch_size", lambda v: v >= 1, "positive (>= 1)"),
+            ("encoder_lr", finite_at_least_0, "a finite number >= 0"),
+            ("head_lr", finite_at_least_0, "a finite number >= 0"),
+            ("weight_decay", finite_at_least_0, "a finite number >= 0"),
+            ("warmup_ratio", lambda v: 0 <= v <= 1, "in [0, 1]"),
+            ("max_grad_norm", lambda v: v > 0, "> 0"),
+            ("sampling", lambda v: v in SAMPLING_STRATEGIES, f"one of {SAMPLING_STRATEGIES}"),
+            ("temperature", lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
+            ("loss_weighting", lambda v: v in LOSS_WEIGHTINGS, f"one of {LOSS_WEIGHTINGS}"),
+            ("class_weighting", lambda v: v in ("none", "balanced"), "one of ('none', 'balanced')"),
+            ("patience", lambda v: v is None or v >= 1, "positive (>= 1) or None"),
+            ("seed", lambda v: v >= 0, ">= 0"),
+            ("layer_lr_decay", lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
+            ("checkpoint_every", lambda v: v is None or v >= 1, "positive (>= 1) or None (per epoch only)"),
+            ("eval_batch_size", lambda v: v >= 1, "positive (>= 1)"),
+        ]
+        for name, valid, what in rules:
+            if not valid(getattr(self, name)):
+                raise ValueError(f"TrainConfig.{name} must be {what}, got {getattr(self, name)!r}.")
+        for task, weight in self.task_weights.items():
+            if not finite_at_least_0(weight):
+                raise ValueError(f"TrainConfig.task_weights[{task!r}] must be a finite number >= 0, got {weight!r}.")
         check_precision_name(self.precision)
         schedule = {}
         for epoch, selectors in self.unfreeze_schedule.items():  # JSON object keys are strings: "2" -> 2

@@ -1,10 +1,13 @@
-"""Tests for mtl.data: Example validation, the prepared-data loaders, and the CSV/CoNLL loaders' errors."""
+"""Tests for mtl.data: Example validation, the prepared-data loaders, and the readers of users' files and their errors
+(random rows and bytes: test_readers_property.py)."""
+import io
+
 import numpy as np
 import pytest
 
 from mtl import data
 from mtl.data import (SPLITS, TASK_LABELS, DataError, Example, check_no_leakage, load_lee, load_ner, load_sentiment,
-                      load_topic, read_conll, read_csv)
+                      load_topic, read_conll, read_csv, read_jsonl, read_texts)
 from mtl.prepare import prepare
 
 
@@ -150,8 +153,8 @@ def test_read_conll_reads_sentences_and_keeps_tags_as_written(tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [
-    ("Obama B-PER\nvisited O O\n", r"ner\.conll:2: expected 'token tag', found 3 fields"),
-    ("Obama B-PER\n\nParis\n", r"ner\.conll:3: expected 'token tag', found 1 fields"),
+    ("Obama B-PER\nvisited O O\n", r"ner\.conll:2: 3 columns where line 1 has 2: 'visited O O'"),
+    ("Obama B-PER\n\nParis\n", r"ner\.conll:3: 1 columns where line 1 has 2"),
     ("Obama B-PER\nParis B-GPE\n", r"ner\.conll:2: unknown label 'B-GPE'"),
     ("", r"ner\.conll: no sentences"),
     ("-DOCSTART- -X- O O\n\n", r"ner\.conll: no sentences"),
@@ -166,3 +169,136 @@ def test_read_conll_rejects_a_file_that_is_not_utf8(tmp_path):
     path = write(tmp_path, "ner.conll", b"Obama B-PER\n\nM\xfcnchen B-LOC\n")
     with pytest.raises(DataError, match=r"ner\.conll:3: not UTF-8 \(byte 0xfc at offset 14\)"):
         read_conll(path)
+
+
+# --- read_csv: columns by index, no header, TSV without quoting -----------------------------------------------
+
+def test_read_csv_without_a_header_takes_columns_by_index(tmp_path):
+    tsv = write(tmp_path, "news.tsv", "sport\tArsenal beat Chelsea\t2004\n\nbusiness\tShares fell\t2005\n")
+    expected = [Example("Arsenal beat Chelsea", {"news": "sport"}), Example("Shares fell", {"news": "business"})]
+    assert read_csv(tsv, 1, 0, "news", header=False) == expected
+    assert read_csv(tsv, -2, -3, "news", header=False) == expected  # negative: from the end
+    with_header = write(tmp_path, "news.csv", "label,text\nsport,Arsenal beat Chelsea\nbusiness,Shares fell\n")
+    assert read_csv(with_header, 1, "label", "news") == expected  # a header, and a column by index
+
+
+def test_a_tsv_file_has_no_quoting(tmp_path):
+    tsv = write(tmp_path, "quotes.tsv", '"Hi," she said\tpos\n"unbalanced\tneg\n')
+    assert [ex.text for ex in read_csv(tsv, 0, 1, "t", header=False)] == ['"Hi," she said', '"unbalanced']
+
+
+@pytest.mark.parametrize("content, columns, message", [
+    ("sport\tArsenal\n", ("text", 0), r"news\.tsv: column 'text' is a name, but the file has no header"),
+    ("sport\tArsenal\n", (2, 0), r"news\.tsv:1: no column 2: the row has 2 fields"),
+    ("sport\tArsenal\n", (0, -2), r"news\.tsv:1: text and label are the same column"),
+    ("sport\tArsenal\nbusiness\tShares\tfell\n", (1, 0), r"news\.tsv:2: 3 fields where line 1 has 2"),
+    ("sport\tArsenal\n\t \n", (1, 0), r"news\.tsv:2: empty text in column 1"),
+])
+def test_read_csv_without_a_header_names_file_and_line_of_a_problem(tmp_path, content, columns, message):
+    path = write(tmp_path, "news.tsv", content)
+    with pytest.raises(DataError, match=message):
+        read_csv(path, *columns, "news", header=False)
+
+
+def test_read_csv_rejects_malformed_quoting_naming_the_line(tmp_path):
+    path = write(tmp_path, "reviews.csv", 'text,stars\nfine,pos\n"quoted" trailing,neg\n')
+    with pytest.raises(DataError, match=r"reviews\.csv:3: malformed CSV"):
+        read_csv(path, "text", "stars", "rating")
+
+
+def test_a_missing_file_is_a_data_error_naming_it(tmp_path):
+    with pytest.raises(DataError, match=r"nope\.csv: cannot read the file: No such file"):
+        read_csv(tmp_path / "nope.csv", "text", "label", "t")
+
+
+# --- read_jsonl ----------------------------------------------------------------------------------------------
+
+def test_read_jsonl_reads_sentence_and_token_examples(tmp_path):
+    reviews = write(tmp_path, "reviews.jsonl",
+                    '{"review": " Loved it ", "stars": 5}\n\n{"review": "Dull", "stars": "1"}\n')
+    assert read_jsonl(reviews, "review", "stars", "rating") == [
+        Example("Loved it", {"rating": "5"}), Example("Dull", {"rating": "1"})]  # an integer label as in a CSV file
+    ner = write(tmp_path, "ner.jsonl", '{"words": ["Obama", "visited", "U.S."], "tags": ["B-PER", "O", "B-LOC"]}\n')
+    assert read_jsonl(ner, "words", "tags", "ner", TASK_LABELS["ner"], kind="token") == [
+        Example("Obama visited U.S.", {"ner": ("B-PER", "O", "B-LOC")}, ("Obama", "visited", "U.S."))]
+
+
+@pytest.mark.parametrize("line, kind, message", [
+    ('{"text": "ok", "label": "pos"', "sentence", r"x\.jsonl:2: not valid JSON"),
+    ('["ok", "pos"]', "sentence", r"x\.jsonl:2: expected a JSON object"),
+    ('{"text": "ok"}', "sentence", r"x\.jsonl:2: no field 'label'; the object has \['text'\]"),
+    ('{"text": "  ", "label": "pos"}', "sentence", r"x\.jsonl:2: empty text in field 'text'"),
+    ('{"text": "ok", "label": true}', "sentence", r"x\.jsonl:2: field 'label' must be a string or an integer"),
+    ('{"text": "ok", "label": "meh"}', "sentence", r"x\.jsonl:2: unknown label 'meh'"),
+    ('{"text": "bad \\ud800", "label": "pos"}', "sentence", r"x\.jsonl:2: not valid Unicode: a lone surrogate"),
+    ('{"text": ["a", "b"], "label": ["O"]}', "token", r"x\.jsonl:2: 1 tags in 'label' for 2 words"),
+    ('{"text": ["a b"], "label": ["O"]}', "token",
+     r"x\.jsonl:2: word 0 of field 'text' is empty or contains whitespace"),
+    ('{"text": ["a"], "label": ["PER"]}', "token", r"x\.jsonl:2: tag 'PER' is not a BIO tag"),
+    ('{"text": "a", "label": ["O"]}', "token", r"x\.jsonl:2: field 'text' must be a non-empty list of words"),
+])
+def test_read_jsonl_errors_name_the_file_and_line(tmp_path, line, kind, message):
+    first = '{"text": ["fine"], "label": ["O"]}' if kind == "token" else '{"text": "fine", "label": "pos"}'
+    path = write(tmp_path, "x.jsonl", first + "\n" + line + "\n")
+    labels = ["O", "B-PER"] if kind == "token" else ["pos", "neg"]
+    with pytest.raises(DataError, match=message):
+        read_jsonl(path, "text", "label", "t", labels, kind=kind)
+
+
+# --- read_conll: any number of columns ---------------------------------------------------------------------
+
+CONLL_2003 = """-DOCSTART- -X- -X- O
+
+EU NNP B-NP B-ORG
+rejects VBZ B-VP O
+German\tJJ\tB-NP\tB-MISC
+call NN I-NP O
+
+Peter NNP B-NP B-PER
+Blackburn NNP I-NP I-PER
+"""
+
+
+def test_read_conll_reads_the_four_column_conll_2003_layout(tmp_path):
+    path = write(tmp_path, "train.txt", CONLL_2003)
+    assert read_conll(path, label_names=TASK_LABELS["ner"]) == [  # tag: the last column; spaces or tabs
+        Example("EU rejects German call", {"ner": ("B-ORG", "O", "B-MISC", "O")}, ("EU", "rejects", "German", "call")),
+        Example("Peter Blackburn", {"ner": ("B-PER", "I-PER")}, ("Peter", "Blackburn")),
+    ]
+    chunks = read_conll(path, task="chunk", tag_column=2)  # another column as the tag
+    assert chunks[0].labels == {"chunk": ("B-NP", "B-VP", "B-NP", "I-NP")}
+
+
+@pytest.mark.parametrize("columns, message", [
+    ({"tag_column": 1}, r"train\.txt:3: tag 'NNP' is not a BIO tag \(O, B-TYPE or I-TYPE\)"),
+    ({"tag_column": 4}, r"train\.txt:3: no column 4 \(tag_column\): the line has 4 columns"),
+    ({"word_column": -1}, r"train\.txt:3: word and tag are the same column"),
+])
+def test_read_conll_checks_the_chosen_columns(tmp_path, columns, message):
+    path = write(tmp_path, "train.txt", CONLL_2003)
+    with pytest.raises(DataError, match=message):
+        read_conll(path, **columns)
+
+
+# --- read_texts: inputs to predict on ------------------------------------------------------------------------
+
+def test_read_texts_reads_lines_json_lines_and_streams(tmp_path):
+    assert read_texts(write(tmp_path, "in.txt", "Shares fell.\r\nU.S. won 3-0\n")) == ["Shares fell.", "U.S. won 3-0"]
+    jsonl = write(tmp_path, "in.jsonl", '{"text": "Shares fell."}\n\n{"words": ["U.S.", "won"]}\n')
+    assert read_texts(jsonl) == ["Shares fell.", ("U.S.", "won")]
+    stream = io.BytesIO(b"one\ntwo\n")
+    stream.name = "<stdin>"
+    assert read_texts(stream) == ["one", "two"]
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("in.txt", "one\n\nthree\n", r"in\.txt:2: empty line \(one text per line\)"),
+    ("in.txt", "", r"in\.txt: no texts"),
+    ("in.txt", b"caf\xe9\n", r"in\.txt:1: not UTF-8"),
+    ("in.jsonl", '{"text": "a", "words": ["a"]}\n', r'in\.jsonl:1: expected a field "text" or a field "words"'),
+    ("in.jsonl", '{"text": ""}\n', r'in\.jsonl:1: field "text" must be a non-empty string'),
+    ("in.jsonl", '{"text": "\\udc00"}\n', r"in\.jsonl:1: not valid Unicode"),
+])
+def test_read_texts_errors_name_the_file_and_line(tmp_path, name, content, message):
+    with pytest.raises(DataError, match=message):
+        read_texts(write(tmp_path, name, content))

@@ -113,6 +113,11 @@ def test_input_errors(minilm):
         minilm.encode(["fine", "also fine", 3])
     with pytest.raises(TypeError, match="single string"):
         minilm.encode("a single string")
+    with pytest.raises(ValueError, match=r"Item 1 is not valid Unicode: a lone surrogate '\\ud800' at character 3 "
+                                         r"\('an ' before it\)"):  # the tokenizer's TypeError names neither
+        minilm.encode(["fine", "an \ud800 emoji half"])
+    with pytest.raises(TypeError, match=r"Item 0 is tuple, not str"):  # word lists are for predict and tokenize
+        minilm.encode([("a", "b")])
 
 
 def test_empty_and_overlong_texts_encode(minilm):

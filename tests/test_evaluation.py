@@ -98,6 +98,17 @@ def test_roc_auc_is_one_for_perfectly_ranked_probabilities():
     assert sentence_report(sentence_preds(true, true, probs))["roc_auc_ovr"] == pytest.approx(1.0)
 
 
+def test_class_report_per_class_in_label_order_and_its_macro_mean_is_macro_f1():
+    from mtl.evaluation import class_report  # (imported here: the import block above is being edited elsewhere)
+
+    preds = sentence_preds(["a", "a", "b", "c"], ["a", "b", "b", "a"])
+    report = class_report(preds)
+    assert list(report.index) == list(LABELS) and list(report.columns) == ["precision", "recall", "f1", "support"]
+    assert report.loc["a", "precision"] == pytest.approx(0.5) and report.loc["a", "recall"] == pytest.approx(0.5)
+    assert report.loc["c"].tolist() == [0.0, 0.0, 0.0, 1]  # never predicted right
+    assert report.f1.mean() == pytest.approx(sentence_report(preds)["macro_f1"])
+
+
 def test_entity_report_per_type_and_micro_average():
     true = [["B-PER", "I-PER", "O", "B-LOC"], ["B-LOC", "O"]]
     pred = [["B-PER", "I-PER", "O", "O"], ["B-LOC", "B-PER"]]
