@@ -120,12 +120,12 @@ def load_data(config: RunConfig, splits: Sequence[str], labels: dict[str, Sequen
     from mtl.file_tasks import load_file_task
     from mtl.tasks import load_datasets, subsample, task_spec
 
-    hidden_dim = config.model.get("head_hidden_dim")
+    head = (config.model.get("head_hidden_dim"), config.model.get("head_dropout", 0.1))  # (hidden_dim, dropout)
     limits = {"train": config.train_limit, "validation": config.val_limit, "test": None}
     specs, data = [], {split: {} for split in splits}
     for task in config.tasks:
         if isinstance(task, str):
-            specs.append(task_spec(task, hidden_dim))
+            specs.append(task_spec(task, *head))
             for split in splits:
                 data[split][task] = load_datasets([task], split, limits[split], config.train.seed)[task]
             continue
@@ -135,7 +135,7 @@ def load_data(config: RunConfig, splits: Sequence[str], labels: dict[str, Sequen
                 data[split][task.name] = subsample(loaded.splits[split], limits[split], task.name, config.train.seed)
         except (DataError, ValueError) as err:  # ValueError: a stratified subsample with a class too small
             raise SystemExit(f"error: task {task.name!r}: {err}") from None
-        specs.append(loaded.spec(hidden_dim))
+        specs.append(loaded.spec(*head))
     return specs, data
 
 

@@ -195,3 +195,13 @@ def test_accelerate_launch_on_two_cpu_processes_trains_on_a_users_files(tmp_path
     capsys.readouterr()
     main(["predict", str(tmp_path / "run"), str(tmp_path / "news_test.tsv"), "--format", "text"])
     assert len(capsys.readouterr().out.splitlines()) == 12
+
+
+def test_the_model_settings_of_a_config_reach_every_head(tmp_path):
+    """head_hidden_dim and head_dropout apply to built-in and file tasks alike (they are the TaskSpecs' settings)."""
+    from mtl.__main__ import load_config, load_data
+
+    config = write_user_files(tmp_path)
+    config["model"].update(head_hidden_dim=16, head_dropout=0.0)
+    specs, _ = load_data(load_config(save(config, tmp_path)), ("train",))
+    assert [(spec.hidden_dim, spec.dropout) for spec in specs] == [(16, 0.0)] * 4
