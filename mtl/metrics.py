@@ -67,20 +67,28 @@ def main_score(preds: TaskPredictions) -> float:
     return float(score_statistics(example_statistics(preds).sum(0), preds.kind))
 
 
-def score_statistics(stats: np.ndarray, kind: str) -> np.ndarray:
-    """The main score from summed ``example_statistics`` (..., k): macro-F1 (sentence) or entity F1 (token)."""
+def score_statistics(stats: np.ndarray, kind: str, metric: str | None = None) -> np.ndarray:
+    """A score from summed ``example_statistics`` (..., k): the kind's main metric by default (macro-F1 for sentence
+    tasks, entity F1 for token tasks), or "accuracy" of a sentence task (its correct share)."""
     if kind not in MAIN_METRIC:
         raise ValueError(f"Unknown task kind {kind!r}; valid kinds are {tuple(MAIN_METRIC)}.")
+    metric = metric or MAIN_METRIC[kind]
+    if metric not in (MAIN_METRIC[kind], "accuracy") or (metric == "accuracy" and kind != "sentence"):
+        raise ValueError(f"A {kind} task's score is {MAIN_METRIC[kind]!r}" +
+                         (" or 'accuracy'" if kind == "sentence" else "") + f", got {metric!r}.")
     k = stats.shape[-1] // 3
     correct, predicted, true = stats[..., :k], stats[..., k:2 * k], stats[..., 2 * k:]
+    if metric == "accuracy":
+        return correct.sum(-1) / true.sum(-1)  # every example is true for exactly one class
     denominator = predicted + true
     f1 = np.divide(2 * correct, denominator, out=np.zeros_like(denominator), where=denominator > 0)
     return f1.mean(-1)  # token tasks: k = 1, the mean is the value itself
 
 
 def paired_bootstrap(a: Sequence[TaskPredictions], b: Sequence[TaskPredictions], n_resamples: int = 2000,
-                     seed: int = 0) -> dict[str, float]:
-    """Paired bootstrap for the difference of the main score (macro-F1 / entity F1), model A minus model B.
+                     seed: int = 0, metric: str | None = None) -> dict[str, float]:
+    """Paired bootstrap for the difference of the main score (macro-F1 / entity F1; or ``metric`` "accuracy" of a
+    sentence task), model A minus model B.
 
     ``a[i]`` and ``b[i]`` are the two models' predictions of one task on the same test examples for seed ``i``. The
     observed difference is mean_i score(a[i]) - mean_i score(b[i]). Each resample draws test examples with
@@ -102,7 +110,8 @@ def paired_bootstrap(a: Sequence[TaskPredictions], b: Sequence[TaskPredictions],
     stats_a = np.stack([example_statistics(p) for p in a])  # (S, n, k)
     stats_b = np.stack([example_statistics(p) for p in b])
     n = stats_a.shape[1]
-    score_a, score_b = score_statistics(stats_a.sum(1), kind), score_statistics(stats_b.sum(1), kind)  # (S,)
+    metric = metric or MAIN_METRIC[kind]
+    score_a, score_b = score_statistics(stats_a.sum(1), kind, metric), score_statistics(stats_b.sum(1), kind, metric)  # (S,)
     observed = float(score_a.mean() - score_b.mean())
     rng = np.random.default_rng(seed)
     differences = []
@@ -110,13 +119,13 @@ def paired_bootstrap(a: Sequence[TaskPredictions], b: Sequence[TaskPredictions],
         m = min(250, n_resamples - start)
         draws = rng.integers(0, n, size=(m, n)) + n * np.arange(m)[:, None]
         counts = np.bincount(draws.ravel(), minlength=m * n).reshape(m, n).astype(np.float64)  # (m, n) weights
-        resampled_a = score_statistics(counts @ stats_a, kind).mean(0)  # (S, m, k) -> (S, m) -> (m,)
-        resampled_b = score_statistics(counts @ stats_b, kind).mean(0)
+        resampled_a = score_statistics(counts @ stats_a, kind, metric).mean(0)  # (S, m, k) -> (S, m) -> (m,)
+        resampled_b = score_statistics(counts @ stats_b, kind, metric).mean(0)
         differences.append(resampled_a - resampled_b)
     differences = np.concatenate(differences)
     extreme = np.sum(np.abs(differences - observed) >= abs(observed))
     low, high = np.percentile(differences, [2.5, 97.5])
-    return {"metric": MAIN_METRIC[kind], "a": float(score_a.mean()), "b": float(score_b.mean()),
+    return {"metric": metric, "a": float(score_a.mean()), "b": float(score_b.mean()),
             "difference": observed, "ci_low": float(low), "ci_high": float(high),
             "p_value": float((extreme + 1) / (n_resamples + 1)), "examples": n, "seeds": len(a)}
 

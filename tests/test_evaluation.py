@@ -172,6 +172,21 @@ def test_score_statistics_of_a_class_never_seen_is_zero():
     assert score_statistics(stats.sum(0), "sentence") == pytest.approx(1 / 3)
 
 
+def test_paired_bootstrap_of_accuracy_matches_the_accuracy_difference():
+    rng = np.random.default_rng(5)
+    true = rng.choice(LABELS, size=300)
+    a = sentence_preds(true, np.where(rng.random(300) < 0.8, true, "a"))
+    b = sentence_preds(true, np.where(rng.random(300) < 0.7, true, "b"))
+    accuracy = lambda p: np.mean(np.asarray(p.true) == np.asarray(p.pred))  # noqa: E731
+    result = paired_bootstrap([a], [b], n_resamples=300, metric="accuracy")
+    assert result["metric"] == "accuracy" and result["difference"] == pytest.approx(accuracy(a) - accuracy(b))
+    assert result["ci_low"] < result["difference"] < result["ci_high"]
+    assert paired_bootstrap([a], [b], n_resamples=300)["difference"] != pytest.approx(result["difference"])  # macro-F1
+    token = TaskPredictions("token", TAGS, [0], [["O"]], [["O"]])
+    with pytest.raises(ValueError, match="entity_f1"):
+        paired_bootstrap([token], [token], metric="accuracy")
+
+
 def test_paired_bootstrap_of_identical_models_finds_no_difference():
     rng = np.random.default_rng(2)
     seeds = [random_sentence_preds(rng) for _ in range(3)]
