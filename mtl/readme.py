@@ -33,6 +33,26 @@ def interval(values: dict, prefix: str) -> str:
     return f"{values[prefix + '/difference']:+.3f} ({values[prefix + '/ci_low']:+.3f} to {values[prefix + '/ci_high']:+.3f})"
 
 
+def embeddings() -> str:
+    """Notebook 01: Spearman's rho against human similarity per backbone and pooling, and the orders it tests."""
+    r = load("01_sentence_embeddings")
+    names = {"minilm": "all-MiniLM-L6-v2", "mpnet": "all-mpnet-base-v2", "scratch": "from scratch, random weights"}
+    rows = [[f"{label} ({r[f'backbone/{name}/params_millions']:.1f} M parameters)",
+             *(f3(r[f"spearman/{name}/{pooling}"]) for pooling in ("cls", "mean", "max"))]
+            for name, label in names.items()]
+    return table(["backbone", "cls", "mean", "max"], rows)
+
+
+def embedding_orders() -> str:
+    """Notebook 01: every tested order of two embeddings, paired bootstrap over the Lee documents, 95 % interval."""
+    r = load("01_sentence_embeddings")
+    pairs = sorted({key.split("/")[1] for key in r if key.startswith("bootstrap/")})
+    rows = [[pair.replace(" vs ", " - "), interval(r, f"bootstrap/{pair}"),
+             "yes" if r[f"bootstrap/{pair}/ci_low"] > 0 or r[f"bootstrap/{pair}/ci_high"] < 0 else "within noise"]
+            for pair in pairs]
+    return table(["a - b (Spearman's rho)", "difference (95 % interval)", "separated?"], rows)
+
+
 def transfer() -> str:
     """Notebook 03: what trains, its parameters, validation scores (mean over seeds), wall time vs full fine-tuning."""
     r = load("03_training_considerations")
@@ -42,6 +62,15 @@ def transfer() -> str:
             for name in scenarios]
     return table(["what trains", "trainable parameters", "topic accuracy", "sentiment macro-F1",
                   "wall time / full fine-tuning"], rows)
+
+
+def bigger_encoder() -> str:
+    """Notebook 03: all-mpnet-base-v2 against MiniLM, heads only and top-2, paired bootstrap over validation x seeds."""
+    r = load("03_training_considerations")
+    keys = sorted({tuple(key.split("/")[1:3]) for key in r if key.startswith("mpnet_compare/")}, key=lambda k: (k[1], k[0]))
+    rows = [[f"{pair} ({task})", f3(r[f"mpnet_compare/{task}/{pair}/a"]), f3(r[f"mpnet_compare/{task}/{pair}/b"]),
+             interval(r, f"mpnet_compare/{task}/{pair}")] for task, pair in keys]
+    return table(["a - b (macro-F1, validation)", "a", "b", "difference (95 % interval)"], rows)
 
 
 def test_split() -> str:
@@ -76,7 +105,8 @@ def sharing() -> str:
     return table(["a - b", "task", "a", "b", "difference (95 % interval)"], rows)
 
 
-BLOCKS: dict[str, Callable[[], str]] = {"transfer": transfer, "test-split": test_split,
+BLOCKS: dict[str, Callable[[], str]] = {"embeddings": embeddings, "embedding-orders": embedding_orders,
+                                        "transfer": transfer, "bigger-encoder": bigger_encoder, "test-split": test_split,
                                         "model-vs-baselines": model_vs_baselines, "sharing": sharing}
 
 
