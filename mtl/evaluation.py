@@ -121,6 +121,17 @@ def subset(preds: TaskPredictions, positions: Sequence[int]) -> TaskPredictions:
                            pick(preds.pred), pick(preds.probs))
 
 
+def paired_by_group(a: TaskPredictions, b: TaskPredictions, groups: Sequence[str],
+                    n_resamples: int = 2000) -> pd.DataFrame:
+    """``paired_bootstrap`` of a against b within each group of examples (e.g. sentiment by genre), one row per group
+    in sorted order; ``groups[i]`` is the group of example i (example order, as ``prediction_frame`` rows)."""
+    rows = {}
+    for group in sorted(set(groups)):
+        positions = [i for i, g in enumerate(groups) if g == group]
+        rows[group] = paired_bootstrap([subset(a, positions)], [subset(b, positions)], n_resamples)
+    return pd.DataFrame(rows).T
+
+
 def sentence_report(preds: TaskPredictions) -> dict[str, float]:
     """Accuracy, macro precision / recall / F1 and macro one-vs-rest ROC-AUC (from the class probabilities)."""
     _check_kind(preds, "sentence")

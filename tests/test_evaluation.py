@@ -10,7 +10,8 @@ from mtl import recipe
 from mtl.data import Example
 from mtl.baselines import most_frequent_tag
 from mtl.evaluation import (confident_mistakes, confusion, entity_report, example_statistics, inference_cost,
-                            label_scores, label_table, main_score, mean_std, paired_bootstrap, prediction_frame, predict_tests, score_statistics,
+                            label_scores, label_table, main_score, mean_std, paired_bootstrap, paired_by_group,
+                            prediction_frame, predict_tests, score_statistics,
                             Run, scores_by, seed_study, sentence_report, single_task_steps, stratified_positions,
                             subset, through_cache)
 from mtl.metrics import TaskPredictions, expected_calibration_error, reliability_table
@@ -371,3 +372,15 @@ def test_the_controls_see_the_topic_data_they_claim(monkeypatch):
     assert all("topic" in ex.labels for ex in train_sets["ner"])
     assert [ex.text for ex in dropped["ner"]] == [ex.text for ex in train_sets["ner"]]  # the same sentences
     assert not any("topic" in ex.labels for ex in dropped["ner"]) and all("ner" in ex.labels for ex in dropped["ner"])
+
+
+def test_paired_by_group_compares_within_each_group_only():
+    rng = np.random.default_rng(6)
+    true = rng.choice(LABELS, size=300)
+    groups = ["x"] * 150 + ["y"] * 150
+    a = sentence_preds(true, list(true[:150]) + ["a"] * 150)  # perfect on x, constant on y
+    b = sentence_preds(true, ["a"] * 150 + list(true[150:]))  # the reverse
+    table = paired_by_group(a, b, groups, n_resamples=200)
+    assert list(table.index) == ["x", "y"] and list(table.examples) == [150, 150]
+    assert table.loc["x", "ci_low"] > 0 and table.loc["y", "ci_high"] < 0
+    assert table.loc["x", "difference"] == pytest.approx(-table.loc["y", "difference"], abs=0.05)
