@@ -47,7 +47,9 @@ class NotebookResults:
 
     def __init__(self, notebook: str, directory: Path | None = None, about: dict | None = None):
         self.notebook, self.path = notebook, Path(directory or RESULTS_DIR) / f"{notebook}.json"
-        self.about = about or {}  # e.g. provenance(): kept in the file beside the values
+        # where the numbers come from, kept in the file beside them (the checking run leaves the file alone)
+        self.about = about if about is not None else ({} if checking() else
+                                                      provenance(f"make all (notebooks/{notebook}.ipynb)"))
         self.check = checking()
         self.committed: dict = {}
         if self.check:

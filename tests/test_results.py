@@ -68,3 +68,14 @@ def test_only_numbers_and_strings_are_recorded(tmp_path, monkeypatch):
     monkeypatch.delenv(CHECK_ENV, raising=False)
     with pytest.raises(TypeError, match="Only numbers and strings"):
         NotebookResults("nb", tmp_path).record("x", [1, 2])
+
+
+def test_a_recording_run_keeps_its_provenance_and_a_checking_run_none(tmp_path, monkeypatch):
+    monkeypatch.delenv(CHECK_ENV, raising=False)
+    results = NotebookResults("nb", tmp_path)
+    results.record("acc", 0.5, 0.02)
+    written = json.loads((tmp_path / "nb.json").read_text())
+    assert {"command", "commit", "cpu", "torch", "date"} <= set(written["provenance"])
+    assert written["provenance"]["command"] == "make all (notebooks/nb.ipynb)"
+    monkeypatch.setenv(CHECK_ENV, "1")
+    assert NotebookResults("nb", tmp_path).about == {}
