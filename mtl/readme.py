@@ -56,7 +56,10 @@ def embedding_orders() -> str:
 def transfer() -> str:
     """Notebook 03: what trains, its parameters, validation scores (mean over seeds), wall time vs full fine-tuning."""
     r = load("03_training_considerations")
-    scenarios = [key.split("/")[1] for key in r if key.startswith("scenarios/") and key.endswith("/trainable")]
+    order = ["all frozen", "heads only", "heads only, 10x steps", "top-1", "top-2", "gradual + discriminative",
+             "LoRA r=8", "full fine-tuning", "scratch, heads only", "scratch, full training"]  # the notebook's order
+    found = [key.split("/")[1] for key in r if key.startswith("scenarios/") and key.endswith("/trainable")]
+    scenarios = [name for name in order if name in found] + sorted(set(found) - set(order))
     rows = [[name, f"{r[f'scenarios/{name}/trainable']:,}", f3(r[f"scenarios/{name}/topic/accuracy"]),
              f3(r[f"scenarios/{name}/sentiment/macro_f1"]), f"{r[f'seconds_vs_full/{name}/seconds']:.2f}"]
             for name in scenarios]

@@ -24,6 +24,7 @@ from mtl.model import MultiTaskModel
 from mtl.tasks import build_model, load_datasets
 from mtl.train import LossWeighting, MultiTaskObjective, TrainConfig, layer_learning_rates, parameter_groups, train
 from mtl.utils import set_seed
+from test_prefix_cache import assert_same, loss_and_grads  # the cached forward must equal the plain one
 
 FAMILIES = ["bert", "distilbert", "roberta", "mpnet"]
 HIDDEN, DEPTH, HEADS_PER_BLOCK, FFN = 32, 3, 2, 64
@@ -95,23 +96,6 @@ def snapshot(model) -> dict[str, list[torch.Tensor]]:
 def changed(before, after) -> set[str]:
     after = snapshot(after) if isinstance(after, MultiTaskModel) else after
     return {name for name in before if any(not torch.equal(a, b) for a, b in zip(before[name], after[name]))}
-
-
-def loss_and_grads(model, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Summed task losses on a batch and the gradient of every trainable parameter (dropout off: deterministic)."""
-    model.eval()
-    model.zero_grad()
-    features, labels = model.collate(batch)
-    loss = sum(model.task_losses(model(features, tasks=list(labels)), labels).values())
-    loss.backward()
-    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-
-
-def assert_same(plain, cached):
-    torch.testing.assert_close(cached[0], plain[0], atol=1e-5, rtol=0)
-    assert plain[1].keys() == cached[1].keys() and plain[1]
-    for name in plain[1]:
-        torch.testing.assert_close(cached[1][name], plain[1][name], atol=1e-5, rtol=1e-4, msg=name)
 
 
 # ---- components and selectors ------------------------------------------------------------------------------
