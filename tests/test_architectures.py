@@ -14,16 +14,15 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import (AlbertConfig, AlbertModel, BertConfig, BertModel, DistilBertConfig, DistilBertModel,
                           MPNetConfig, MPNetModel, PreTrainedTokenizerFast, RobertaConfig, RobertaModel)
 
-import mtl.train
 from mtl.architectures import ARCHITECTURES
 from mtl.encoder import SentenceEncoder
 from mtl.freezing import components, freeze, is_frozen, select, unfreeze
 from mtl.lora import add_lora, lora_parameters
-from mtl.metrics import evaluate
 from mtl.model import MultiTaskModel
 from mtl.tasks import build_model, load_datasets
 from mtl.train import LossWeighting, MultiTaskObjective, TrainConfig, layer_learning_rates, parameter_groups, train
 from mtl.utils import set_seed
+from test_freezing import changed, snapshot, train_gradually
 from test_prefix_cache import assert_same, loss_and_grads  # the cached forward must equal the plain one
 
 FAMILIES = ["bert", "distilbert", "roberta", "mpnet"]
@@ -87,15 +86,6 @@ def backbone(request, tmp_path_factory, data) -> str:
 def fresh_model(backbone: str, seed: int = 0) -> MultiTaskModel:
     set_seed(seed)
     return build_model(TASKS, backbone=backbone, max_seq_length=32)
-
-
-def snapshot(model) -> dict[str, list[torch.Tensor]]:
-    return {name: [p.detach().clone() for p in module.parameters()] for name, module in components(model).items()}
-
-
-def changed(before, after) -> set[str]:
-    after = snapshot(after) if isinstance(after, MultiTaskModel) else after
-    return {name for name in before if any(not torch.equal(a, b) for a, b in zip(before[name], after[name]))}
 
 
 # ---- components and selectors ------------------------------------------------------------------------------
@@ -166,20 +156,7 @@ def test_layer_learning_rates_reach_every_component_and_one_step_moves_each_bloc
 
 def gradual_run(backbone, data, monkeypatch, cache_frozen: bool):
     """3 epochs: heads, then + the top block, then everything; snapshots and trainable sets at each epoch end."""
-    model = fresh_model(backbone)
-    snapshots, trainable = [snapshot(model)], []
-
-    def spy(model, *args, **kwargs):  # train() evaluates once at the end of every epoch
-        snapshots.append(snapshot(model))
-        trainable.append({name for name, module in components(model).items() if not is_frozen(module)})
-        return evaluate(model, *args, **kwargs)
-
-    monkeypatch.setattr(mtl.train, "evaluate", spy)
-    config = TrainConfig(epochs=3, steps_per_epoch=2, batch_size=8, encoder_lr=1e-3, freeze=["encoder"],
-                         unfreeze_schedule={2: ["top:1"], 3: ["encoder"]}, layer_lr_decay=0.8, patience=None,
-                         cache_frozen=cache_frozen, progress=False)
-    train(model, *data, config)
-    return model, snapshots, trainable
+    return train_gradually(fresh_model(backbone), *data, monkeypatch, cache_frozen, steps_per_epoch=2)
 
 
 def test_gradual_unfreezing_trains_the_same_weights_with_and_without_the_cache(backbone, data, monkeypatch):

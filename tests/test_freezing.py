@@ -178,10 +178,8 @@ def test_a_misspelt_selector_fails_before_training(tiny_model):
     assert not changed(before, tiny_model)
 
 
-def gradual_run(monkeypatch, cache_frozen: bool):
+def train_gradually(model, train_sets, val_sets, monkeypatch, cache_frozen: bool, steps_per_epoch: int):
     """Train 3 epochs (heads, then + top block, then everything); snapshots and trainable sets at each epoch end."""
-    set_seed(0)
-    model = build_model(["topic", "sentiment"], backbone="scratch", max_seq_length=32)
     snapshots, trainable = [snapshot(model)], []
 
     def spy(model, *args, **kwargs):  # train() evaluates once at the end of every epoch
@@ -190,11 +188,17 @@ def gradual_run(monkeypatch, cache_frozen: bool):
         return evaluate(model, *args, **kwargs)
 
     monkeypatch.setattr(mtl.train, "evaluate", spy)
-    config = TrainConfig(epochs=3, steps_per_epoch=3, batch_size=8, encoder_lr=1e-3, freeze=["encoder"],
+    config = TrainConfig(epochs=3, steps_per_epoch=steps_per_epoch, batch_size=8, encoder_lr=1e-3, freeze=["encoder"],
                          unfreeze_schedule={2: ["top:1"], 3: ["encoder"]}, layer_lr_decay=0.8, patience=None,
                          cache_frozen=cache_frozen, progress=False)
-    train(model, *data(), config)
+    train(model, train_sets, val_sets, config)
     return model, snapshots, trainable
+
+
+def gradual_run(monkeypatch, cache_frozen: bool):
+    set_seed(0)
+    model = build_model(["topic", "sentiment"], backbone="scratch", max_seq_length=32)
+    return train_gradually(model, *data(), monkeypatch, cache_frozen, steps_per_epoch=3)
 
 
 def test_gradual_unfreezing_trains_heads_then_the_top_block_then_everything(monkeypatch):
