@@ -47,10 +47,10 @@ class NotebookResults:
 
     def __init__(self, notebook: str, directory: Path | None = None, about: dict | None = None):
         self.notebook, self.path = notebook, Path(directory or RESULTS_DIR) / f"{notebook}.json"
-        # where the numbers come from, kept in the file beside them (the checking run leaves the file alone)
-        self.about = about if about is not None else ({} if checking() else
-                                                      provenance(f"make all (notebooks/{notebook}.ipynb)"))
         self.check = checking()
+        # where the numbers come from, kept in the file beside them (the checking run leaves the file alone)
+        self.about = about if about is not None else ({} if self.check else
+                                                      provenance(f"make all (notebooks/{notebook}.ipynb)"))
         self.committed: dict = {}
         if self.check:
             if not self.path.is_file():
