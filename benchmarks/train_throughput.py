@@ -245,7 +245,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="rounds over every path (median reported)")
     parser.add_argument("--train", type=int, default=512, help="training examples (topic); a multiple of 32")
-    parser.add_argument("--val", type=int, default=256, help="validation examples (topic)")
+    parser.add_argument("--val", type=int, default=256, help="validation examples (topic; cut to whole batches)")
     parser.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), default=list(SCENARIOS))
     parser.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"])
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -258,7 +258,9 @@ def main() -> None:
     quiet_libraries()
     threads = args.threads or torch.get_num_threads()
     train_set = load_datasets(["topic"], "train", limit=args.train)["topic"]
-    val_set = load_datasets(["topic"], "validation", limit=args.val)["topic"]
+    # a whole number of batches: HF's trainers drop a last partial batch in evaluation too (dataloader_drop_last)
+    val_size = min(args.val, len(load_datasets(["topic"], "validation")["topic"])) // BATCH_SIZE * BATCH_SIZE
+    val_set = load_datasets(["topic"], "validation", limit=val_size)["topic"]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"{cpu_description()}, torch {torch.__version__} with {threads} threads, load average {load:.1f}; MiniLM, "
           f"topic, {len(train_set)} train + {len(val_set)} validation examples, batch {BATCH_SIZE}, "
