@@ -409,3 +409,30 @@ def _check_tag(tag: str, label_names: Sequence[str] | None, path: Path, line: in
     if not BIO_TAG.fullmatch(tag):
         raise DataError(f"{path}:{line}: tag {tag!r} is not a BIO tag (O, B-TYPE or I-TYPE)")
     _check_label(tag, label_names, path, line)
+
+
+def check_texts(texts: Sequence[str] | Sequence[Sequence[str]], words: bool = False) -> None:
+    """Reject what cannot be encoded, naming the item and the problem; empty strings are fine (they encode as
+    [CLS][SEP]). With ``words``, an item may also be a non-empty list of non-empty words."""
+    if isinstance(texts, str):
+        raise TypeError("Expected a list of strings, got a single string: wrap it in a list.")
+    if len(texts) == 0:
+        raise ValueError("Expected at least one text, got an empty list.")
+    for i, text in enumerate(texts):
+        if words and not isinstance(text, str) and isinstance(text, Sequence):
+            if len(text) == 0 or not all(isinstance(word, str) and word for word in text):
+                raise TypeError(f"Item {i} must be a text or a non-empty list of non-empty strings, got {text!r:.60}")
+            for word in text:
+                _check_unicode(word, f"Item {i}")
+        elif isinstance(text, str):
+            _check_unicode(text, f"Item {i}")
+        else:
+            raise TypeError(f"Item {i} is {type(text).__name__}, not str: {text!r:.60}")
+
+
+def _check_unicode(text: str, item: str) -> None:
+    """A lone surrogate is named here: the tokenizer's own TypeError names neither the item nor the problem."""
+    position = lone_surrogate(text)
+    if position is not None:
+        raise ValueError(f"{item} is not valid Unicode: a lone surrogate {text[position]!r} at character {position} "
+                         f"({text[max(0, position - 20):position]!r} before it).")

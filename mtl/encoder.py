@@ -25,10 +25,11 @@ from transformers import BatchEncoding
 
 from mtl.architectures import Architecture, architecture_of, require_architecture
 from mtl.backbones import backbone_path
-from mtl.data import lone_surrogate
+from mtl.data import check_texts
 from mtl.precision import autocast, resolve_precision
 from mtl.prefix_cache import PrefixCache, TokenCache
-from mtl.utils import resolve_device
+from mtl.quantize import SMOOTHING_ALPHA, quantize_encoder
+from mtl.utils import length_sorted_batches, resolve_device
 
 POOLING_MODES = ("cls", "mean", "max")
 
@@ -94,8 +95,6 @@ class SentenceEncoder(nn.Module):
         scaling of strength ``alpha``. The copy runs on CPU and cannot be trained or saved (save this float32
         encoder and quantise after loading); this encoder is left unchanged.
         """
-        from mtl.quantize import SMOOTHING_ALPHA, quantize_encoder
-
         return quantize_encoder(self, calibration_texts, SMOOTHING_ALPHA if alpha is None else alpha)
 
     def save(self, path: str | Path) -> None:
@@ -272,39 +271,12 @@ def encode_in_length_order(
 ) -> torch.Tensor:
     """(n, D) rows of ``embed_batch`` (texts -> (b, D)) over batches sorted by length (less padding), returned in
     input order; a progress bar from 21 batches on unless ``show_progress_bar`` says otherwise."""
-    order = np.argsort([-len(t) for t in texts], kind="stable")
-    n_batches = -(-len(texts) // batch_size)
-    show = n_batches > 20 if show_progress_bar is None else show_progress_bar
-    chunks = [embed_batch([texts[i] for i in order[start : start + batch_size]])  # (b, D)
-              for start in tqdm(range(0, len(texts), batch_size), desc=desc, disable=not show)]
+    batches = length_sorted_batches([len(t) for t in texts], batch_size)
+    show = len(batches) > 20 if show_progress_bar is None else show_progress_bar
+    chunks = [embed_batch([texts[i] for i in idx]) for idx in tqdm(batches, desc=desc, disable=not show)]  # (b, D)
+    order = np.concatenate(batches) if batches else np.zeros(0, dtype=int)
     return torch.cat(chunks)[torch.from_numpy(np.argsort(order))]  # back to input order
 
-
-def check_texts(texts: Sequence[str] | Sequence[Sequence[str]], words: bool = False) -> None:
-    """Reject what cannot be encoded, naming the item and the problem; empty strings are fine (they encode as
-    [CLS][SEP]). With ``words``, an item may also be a non-empty list of non-empty words."""
-    if isinstance(texts, str):
-        raise TypeError("Expected a list of strings, got a single string: wrap it in a list.")
-    if len(texts) == 0:
-        raise ValueError("Expected at least one text, got an empty list.")
-    for i, text in enumerate(texts):
-        if words and not isinstance(text, str) and isinstance(text, Sequence):
-            if len(text) == 0 or not all(isinstance(word, str) and word for word in text):
-                raise TypeError(f"Item {i} must be a text or a non-empty list of non-empty strings, got {text!r:.60}")
-            for word in text:
-                _check_unicode(word, f"Item {i}")
-        elif isinstance(text, str):
-            _check_unicode(text, f"Item {i}")
-        else:
-            raise TypeError(f"Item {i} is {type(text).__name__}, not str: {text!r:.60}")
-
-
-def _check_unicode(text: str, item: str) -> None:
-    """A lone surrogate is named here: the tokenizer's own TypeError names neither the item nor the problem."""
-    position = lone_surrogate(text)
-    if position is not None:
-        raise ValueError(f"{item} is not valid Unicode: a lone surrogate {text[position]!r} at character {position} "
-                         f"({text[max(0, position - 20):position]!r} before it).")
 
 
 def check_saved_files(folder: Path) -> None:

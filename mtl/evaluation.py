@@ -28,12 +28,14 @@ from sklearn.model_selection import train_test_split
 from mtl import recipe
 from mtl.data import TASK_LABELS, Example
 from mtl.freezing import freeze
-from mtl.metrics import (MAIN_METRIC, TaskPredictions, classification_scores, example_statistics, main_score,
-                         paired_bootstrap, predict_examples, score_statistics)
+from mtl.metrics import TaskPredictions, classification_scores, main_score, paired_bootstrap
 from mtl.model import MultiTaskModel
 from mtl.prefix_cache import PrefixCache
 from mtl.sampling import task_probabilities
-from mtl.tasks import KINDS
+from mtl.predictions import predict_examples
+from mtl.task_kinds import task_kind
+from mtl.tasks import stratified_positions as sampled_positions
+from mtl.tasks import task_spec
 
 
 
@@ -76,16 +78,12 @@ def label_predictions(task: str, examples: Sequence[Example], predicted: Sequenc
     gold = [ex.labels[task] for ex in examples]
     if len(gold) != len(predicted):
         raise ValueError(f"{len(predicted)} predictions for {len(gold)} examples of task {task!r}.")
-    return TaskPredictions(KINDS[task], TASK_LABELS[task], list(range(len(gold))), gold, list(predicted))
+    return TaskPredictions(task_spec(task).kind, TASK_LABELS[task], list(range(len(gold))), gold, list(predicted))
 
 
 def label_scores(task: str, examples: Sequence[Example], predicted: Sequence) -> dict[str, float]:
-    """{"task/metric": value} of a baseline's predictions: accuracy and macro-F1 over the task's labels, or entity
-    F1."""
-    preds = label_predictions(task, examples, predicted)
-    if preds.kind == "token":
-        return {f"{task}/entity_f1": main_score(preds)}
-    return {f"{task}/{k}": v for k, v in classification_scores(preds.true, preds.pred, TASK_LABELS[task]).items()}
+    """{"task/metric": value} of a baseline's predictions, as ``flat_scores`` scores a model's."""
+    return flat_scores({task: label_predictions(task, examples, predicted)})
 
 
 def label_table(predictions: Mapping[str, Mapping[str, Sequence]], test_sets: Mapping[str, Sequence[Example]],
@@ -103,12 +101,7 @@ def label_table(predictions: Mapping[str, Mapping[str, Sequence]], test_sets: Ma
 
 def stratified_positions(examples: Sequence[Example], task: str, n: int, seed: int = 0) -> list[int]:
     """Positions (sorted) of a label-stratified sample of ``n`` examples; all positions if ``n`` >= their number."""
-    positions = list(range(len(examples)))
-    if n >= len(examples):
-        return positions
-    labels = [ex.labels[task] for ex in examples] if KINDS.get(task) == "sentence" else None
-    kept, _ = train_test_split(positions, train_size=n, random_state=seed, stratify=labels)
-    return sorted(kept)
+    return sorted(sampled_positions(examples, task, n, seed))
 
 
 def subset(preds: TaskPredictions, positions: Sequence[int]) -> TaskPredictions:
@@ -167,19 +160,9 @@ def class_report(preds: TaskPredictions) -> pd.DataFrame:
     return pd.DataFrame({"precision": precision, "recall": recall, "f1": f1, "support": support}, index=labels)
 
 
-def entity_type(tag: str) -> str:
-    """BIO tag -> entity type ("B-PER" -> "PER"); "O" stays "O"."""
-    return tag[2:] if tag[:2] in ("B-", "I-") else tag
-
-
 def confusion(preds: TaskPredictions) -> tuple[np.ndarray, list[str]]:
     """Confusion matrix (rows: true) and its labels; token tasks per word, B-/I- merged into the entity type."""
-    if preds.kind == "sentence":
-        labels = list(preds.labels)
-        return confusion_matrix(preds.true, preds.pred, labels=labels), labels
-    labels = list(dict.fromkeys(entity_type(tag) for tag in preds.labels))
-    true = [entity_type(t) for seq in preds.true for t in seq]
-    pred = [entity_type(t) for seq in preds.pred for t in seq]
+    true, pred, labels = task_kind(preds.kind).confusion_inputs(preds.true, preds.pred, preds.labels)
     return confusion_matrix(true, pred, labels=labels), labels
 
 

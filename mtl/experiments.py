@@ -19,7 +19,8 @@ import pandas as pd
 from mtl.data import Example
 from mtl.freezing import freeze, unfreeze
 from mtl.lora import add_lora
-from mtl.metrics import TaskPredictions, paired_bootstrap, predict_examples
+from mtl.metrics import TaskPredictions, paired_bootstrap
+from mtl.predictions import predict_examples
 from mtl.model import MultiTaskModel
 from mtl.prefix_cache import PrefixCache
 from mtl.tasks import build_model

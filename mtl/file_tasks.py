@@ -26,7 +26,8 @@ from sklearn.model_selection import train_test_split
 
 from mtl.data import (BIO_TAG, SPLITS, DataError, Example, UnknownLabelError, check_no_leakage, read_conll, read_csv,
                       read_jsonl)
-from mtl.heads import TASK_KINDS, TaskSpec
+from mtl.heads import TaskSpec
+from mtl.task_kinds import KINDS
 
 FORMAT_KINDS = {"csv": ("sentence",), "tsv": ("sentence",), "jsonl": ("sentence", "token"), "conll": ("token",)}
 DEFAULT_FIELDS = {"sentence": ("text", "label"), "token": ("words", "tags")}  # JSON Lines, and CSV/TSV with a header
@@ -55,8 +56,8 @@ class FileTask:
             value, optional = getattr(self, name), name in ("validation", "test")
             if not (isinstance(value, str) and value) and not (optional and value is None):
                 raise ValueError(f"'{name}' must be a non-empty string{' or null' if optional else ''}, got {value!r}")
-        if self.kind not in TASK_KINDS:
-            raise ValueError(f"'kind' must be one of {TASK_KINDS}, got {self.kind!r}")
+        if self.kind not in KINDS:
+            raise ValueError(f"'kind' must be one of {tuple(KINDS)}, got {self.kind!r}")
         fmt = self.format if self.format is not None else default_format(self.train, self.kind)
         if fmt not in FORMAT_KINDS or self.kind not in FORMAT_KINDS[fmt]:
             valid = [f for f, kinds in FORMAT_KINDS.items() if self.kind in kinds]

@@ -1,7 +1,7 @@
 """Task heads: small modules on top of the shared encoder.
 
-A sentence head reads the pooled sentence embedding (B, D); a token head reads the token embeddings (B, T, H)
-taken from the backbone before pooling. Both are a linear layer, or an MLP with dropout when ``hidden_dim`` is set.
+Which encoder output a head reads is its task kind's choice (``mtl.task_kinds``): a sentence head reads the pooled
+sentence embedding (B, D), a token head the token embeddings (B, T, H) taken from the backbone before pooling. Both are a linear layer, or an MLP with dropout when ``hidden_dim`` is set.
 """
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from dataclasses import asdict, dataclass
 
 from torch import Tensor, nn
 
-TASK_KINDS = ("sentence", "token")
+from mtl.task_kinds import KINDS
+
 
 
 @dataclass(frozen=True)
@@ -17,14 +18,14 @@ class TaskSpec:
     """One task of the multi-task model."""
 
     name: str  # key of the head and of the labels in an Example
-    kind: str  # "sentence" (one label per text) or "token" (one BIO tag per word)
+    kind: str  # a registered task kind (mtl.task_kinds): "sentence" (one label per text), "token" (one tag per word)
     labels: tuple[str, ...]  # label names; a head outputs one logit per name, in this order
     hidden_dim: int | None = None  # None: linear head; else Linear -> GELU -> Dropout -> Linear
     dropout: float = 0.1  # dropout on the head's input (and hidden layer)
 
     def __post_init__(self):
-        if self.kind not in TASK_KINDS:
-            raise ValueError(f"Task {self.name!r}: unknown kind {self.kind!r}; valid kinds are {TASK_KINDS}.")
+        if self.kind not in KINDS:
+            raise ValueError(f"Task {self.name!r}: unknown kind {self.kind!r}; valid kinds are {tuple(KINDS)}.")
         if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
             raise ValueError(f"Task {self.name!r}: needs at least two distinct labels, got {self.labels!r}.")
         object.__setattr__(self, "labels", tuple(self.labels))

@@ -1,21 +1,16 @@
-"""Held-out predictions and scores per task: accuracy and macro-F1 (scikit-learn), entity-level F1 (seqeval), and
-calibration (reliability bins, expected calibration error; Guo et al., "On Calibration of Modern Neural Networks",
-ICML 2017)."""
+"""Held-out predictions and their scores, and whether two models differ: ``TaskPredictions`` (scored by its task's
+kind, ``mtl.task_kinds``: accuracy and macro-F1, entity-level F1), the paired bootstrap, and calibration (reliability
+bins, expected calibration error; Guo et al., "On Calibration of Modern Neural Networks", ICML 2017). Nothing here
+runs a model (``mtl.predictions`` does)."""
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import torch
-from seqeval.metrics.sequence_labeling import get_entities
-from sklearn.metrics import accuracy_score, f1_score
 
-from mtl.data import Example
-from mtl.model import IGNORE, MultiTaskModel
-
-MAIN_METRIC = {"sentence": "macro_f1", "token": "entity_f1"}  # what selects epochs and what comparisons compare
+from mtl.task_kinds import classification_scores, task_kind  # noqa: F401  (classification_scores: the metric's home)
 
 
 @dataclass
@@ -37,52 +32,21 @@ class TaskPredictions:
         self.probs += other.probs
 
     def scores(self) -> dict[str, float]:
-        if self.kind == "token":
-            flat_true = [t for seq in self.true for t in seq]
-            flat_pred = [t for seq in self.pred for t in seq]
-            return {"entity_f1": main_score(self), "token_accuracy": float(accuracy_score(flat_true, flat_pred))}
-        return classification_scores(self.true, self.pred, self.labels)
+        """All scores of the task's kind, e.g. accuracy and macro-F1, or entity F1 and token accuracy."""
+        return task_kind(self.kind).scores(self.true, self.pred, self.labels)
 
 
 def example_statistics(preds: TaskPredictions) -> np.ndarray:
-    """(n, k) additive counts per test example, in example order, from which the task's main score follows:
-    sentence tasks: per class [true positive, predicted, true] (k = 3 * classes) for macro-F1; token tasks:
-    [correct entities, predicted entities, true entities] (k = 3) for entity-level micro-F1 (seqeval's entities)."""
+    """(n, k) additive counts per example, in example order, from which the task's scores follow
+    (``TaskKind.example_statistics``): what the bootstrap resamples."""
     order = np.argsort(preds.index, kind="stable")
-    if preds.kind == "sentence":
-        labels = np.asarray(preds.labels)
-        true = np.asarray(preds.true)[order][:, None] == labels  # (n, C) one-hot
-        pred = np.asarray(preds.pred)[order][:, None] == labels
-        return np.concatenate([true & pred, pred, true], axis=1).astype(np.float64)
-    rows = []
-    for i in order:
-        true, pred = set(get_entities(list(preds.true[i]))), set(get_entities(list(preds.pred[i])))
-        rows.append((len(true & pred), len(pred), len(true)))
-    return np.asarray(rows, dtype=np.float64).reshape(-1, 3)
+    return task_kind(preds.kind).example_statistics([preds.true[i] for i in order], [preds.pred[i] for i in order],
+                                                    preds.labels)
 
 
 def main_score(preds: TaskPredictions) -> float:
-    """The task's main score (macro-F1 or entity F1) from ``example_statistics``: the one computation of entity F1
-    (seqeval's entities, micro-averaged; 0, without seqeval's warning, when nothing is predicted)."""
-    return float(score_statistics(example_statistics(preds).sum(0), preds.kind))
-
-
-def score_statistics(stats: np.ndarray, kind: str, metric: str | None = None) -> np.ndarray:
-    """A score from summed ``example_statistics`` (..., k): the kind's main metric by default (macro-F1 for sentence
-    tasks, entity F1 for token tasks), or "accuracy" of a sentence task (its correct share)."""
-    if kind not in MAIN_METRIC:
-        raise ValueError(f"Unknown task kind {kind!r}; valid kinds are {tuple(MAIN_METRIC)}.")
-    metric = metric or MAIN_METRIC[kind]
-    if metric not in (MAIN_METRIC[kind], "accuracy") or (metric == "accuracy" and kind != "sentence"):
-        raise ValueError(f"A {kind} task's score is {MAIN_METRIC[kind]!r}" +
-                         (" or 'accuracy'" if kind == "sentence" else "") + f", got {metric!r}.")
-    k = stats.shape[-1] // 3
-    correct, predicted, true = stats[..., :k], stats[..., k:2 * k], stats[..., 2 * k:]
-    if metric == "accuracy":
-        return correct.sum(-1) / true.sum(-1)  # every example is true for exactly one class
-    denominator = predicted + true
-    f1 = np.divide(2 * correct, denominator, out=np.zeros_like(denominator), where=denominator > 0)
-    return f1.mean(-1)  # token tasks: k = 1, the mean is the value itself
+    """The task's main score (macro-F1 or entity F1), from ``example_statistics``: the one computation of it."""
+    return float(task_kind(preds.kind).score_statistics(example_statistics(preds).sum(0)))
 
 
 def paired_bootstrap(a: Sequence[TaskPredictions], b: Sequence[TaskPredictions], n_resamples: int = 2000,
@@ -106,12 +70,12 @@ def paired_bootstrap(a: Sequence[TaskPredictions], b: Sequence[TaskPredictions],
     indices = {tuple(sorted(p.index)) for p in [*a, *b]}
     if len(indices) != 1:
         raise ValueError("Paired predictions must cover the same test examples (their `index` lists differ).")
-    kind = kinds.pop()
+    kind = task_kind(kinds.pop())
     stats_a = np.stack([example_statistics(p) for p in a])  # (S, n, k)
     stats_b = np.stack([example_statistics(p) for p in b])
     n = stats_a.shape[1]
-    metric = metric or MAIN_METRIC[kind]
-    score_a, score_b = score_statistics(stats_a.sum(1), kind, metric), score_statistics(stats_b.sum(1), kind, metric)  # (S,)
+    metric = kind.check_metric(metric)
+    score_a, score_b = kind.score_statistics(stats_a.sum(1), metric), kind.score_statistics(stats_b.sum(1), metric)  # (S,)
     observed = float(score_a.mean() - score_b.mean())
     rng = np.random.default_rng(seed)
     differences = []
@@ -119,8 +83,8 @@ def paired_bootstrap(a: Sequence[TaskPredictions], b: Sequence[TaskPredictions],
         m = min(250, n_resamples - start)
         draws = rng.integers(0, n, size=(m, n)) + n * np.arange(m)[:, None]
         counts = np.bincount(draws.ravel(), minlength=m * n).reshape(m, n).astype(np.float64)  # (m, n) weights
-        resampled_a = score_statistics(counts @ stats_a, kind, metric).mean(0)  # (S, m, k) -> (S, m) -> (m,)
-        resampled_b = score_statistics(counts @ stats_b, kind, metric).mean(0)
+        resampled_a = kind.score_statistics(counts @ stats_a, metric).mean(0)  # (S, m, k) -> (S, m) -> (m,)
+        resampled_b = kind.score_statistics(counts @ stats_b, metric).mean(0)
         differences.append(resampled_a - resampled_b)
     differences = np.concatenate(differences)
     extreme = np.sum(np.abs(differences - observed) >= abs(observed))
@@ -128,84 +92,6 @@ def paired_bootstrap(a: Sequence[TaskPredictions], b: Sequence[TaskPredictions],
     return {"metric": metric, "a": float(score_a.mean()), "b": float(score_b.mean()),
             "difference": observed, "ci_low": float(low), "ci_high": float(high),
             "p_value": float((extreme + 1) / (n_resamples + 1)), "examples": n, "seeds": len(a)}
-
-
-def classification_scores(true: Sequence[str], pred: Sequence[str],
-                          labels: Sequence[str] | None = None) -> dict[str, float]:
-    """Accuracy and macro-F1 (over ``labels`` if given, so a never-predicted class counts as F1 0)."""
-    return {"accuracy": float(accuracy_score(true, pred)),
-            "macro_f1": float(f1_score(true, pred, average="macro", labels=None if labels is None else list(labels),
-                                       zero_division=0))}
-
-
-@torch.inference_mode()
-def predict_examples(model: MultiTaskModel, examples: Sequence[Example], batch_size: int = 128,
-                     tasks: Sequence[str] | None = None) -> dict[str, TaskPredictions]:
-    """Run the model over labelled examples (length-sorted batches) and collect predictions per task."""
-    names = [n for n in model.check_tasks(tasks) if any(n in ex.labels for ex in examples)]
-    out = {n: TaskPredictions(model.tasks[n].kind, model.tasks[n].labels) for n in names}
-    was_training = model.training
-    model.eval()
-    order = np.argsort([-len(ex.text) for ex in examples], kind="stable")
-    for start in range(0, len(examples), batch_size):
-        idx = order[start : start + batch_size]
-        features, labels = model.collate([examples[i] for i in idx])
-        logits = model(features, [n for n in names if n in labels])
-        for name, task_logits in logits.items():
-            gold, pred, preds = labels[name].cpu(), task_logits.argmax(-1).cpu(), out[name]
-            probs = task_logits.float().softmax(-1).cpu()  # float32 also under bf16 autocast (in training)
-            for row, i in enumerate(idx):
-                if preds.kind == "sentence":
-                    if gold[row] == IGNORE:
-                        continue
-                    preds.probs.append(probs[row].numpy())
-                    preds.true.append(preds.labels[gold[row]])
-                    preds.pred.append(preds.labels[pred[row]])
-                else:  # whole sentence: a word past max_seq_length (no piece in the batch) is predicted "O"
-                    example = examples[i]
-                    if name not in example.labels:
-                        continue
-                    tags = ["O"] * len(example.labels[name])
-                    for position, word in first_pieces(features.word_ids(row)).items():
-                        tags[word] = preds.labels[pred[row][position]]
-                    preds.true.append(list(example.labels[name]))
-                    preds.pred.append(tags)
-                preds.index.append(int(i))
-    model.train(was_training)
-    return out
-
-
-def first_pieces(word_ids: Sequence[int | None]) -> dict[int, int]:
-    """{position: word} of each word's first word piece (where token heads are trained and read)."""
-    first, previous = {}, None
-    for position, word in enumerate(word_ids):
-        if word is not None and word != previous:
-            first[position] = word
-        previous = word
-    return first
-
-
-def evaluate(model: MultiTaskModel, datasets: Mapping[str, Sequence[Example]],
-             batch_size: int = 128) -> dict[str, float]:
-    """Flat validation scores per task and dataset. ``"task/metric"``: the task on its own dataset (the one named
-    after it, the population its test split measures; without one, pooled over every dataset that labels it): what
-    model selection reads. ``"task@dataset/metric"``: the task on another dataset that labels it too (e.g. topic
-    on the NER sentences), reported, not selected on."""
-    scores: dict[str, float] = {}
-    pooled: dict[str, TaskPredictions] = {}
-    offset = 0
-    for dataset, examples in datasets.items():
-        for name, preds in predict_examples(model, examples, batch_size).items():
-            if name == dataset:
-                scores |= {f"{name}/{metric}": value for metric, value in preds.scores().items()}
-                continue
-            scores |= {f"{name}@{dataset}/{metric}": value for metric, value in preds.scores().items()}
-            if name not in datasets:  # no dataset of its own: pool the others
-                pooled.setdefault(name, TaskPredictions(preds.kind, preds.labels)).extend(preds, offset)
-        offset += len(examples)
-    for name, preds in pooled.items():
-        scores |= {f"{name}/{metric}": value for metric, value in preds.scores().items()}
-    return scores
 
 
 def reliability_table(confidence: Sequence[float], correct: Sequence[bool], n_bins: int = 10) -> pd.DataFrame:

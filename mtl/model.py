@@ -13,23 +13,22 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
-from seqeval.metrics.sequence_labeling import get_entities
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 from transformers import BatchEncoding
 
-from mtl.data import Example
-from mtl.encoder import SentenceEncoder, check_texts
+from mtl.data import Example, check_texts
+from mtl.encoder import SentenceEncoder
 from mtl.freezing import eval_frozen
 from mtl.heads import ClassificationHead, TaskSpec
 from mtl.precision import autocast
+from mtl.task_kinds import IGNORE, task_kind
+from mtl.utils import length_sorted_batches
 from mtl.words import joined_words, split_words
 
-IGNORE = -100  # label index that cross-entropy skips: padding, special tokens, non-first word pieces, no label
 FORMAT_VERSION = 1
 
 
@@ -43,8 +42,8 @@ class MultiTaskModel(nn.Module):
         self.encoder = encoder
         self.tasks = {t.name: t for t in tasks}
         self.heads = nn.ModuleDict({
-            t.name: ClassificationHead(encoder.dim if t.kind == "sentence" else encoder.hidden_size, len(t.labels),
-                                       t.hidden_dim, t.dropout)
+            t.name: ClassificationHead(task_kind(t.kind).head_input_dim(encoder), len(t.labels), t.hidden_dim,
+                                       t.dropout)
             for t in tasks
         })
 
@@ -70,40 +69,34 @@ class MultiTaskModel(nn.Module):
         return self.run_heads(self.encoder(features), names)
 
     def run_heads(self, encoded: dict[str, Tensor], tasks: Sequence[str]) -> dict[str, Tensor]:
-        """Heads on encoder outputs (``sentence_embedding`` (B, D), ``token_embeddings`` (B, T, H))."""
-        return {
-            name: self.heads[name](encoded["sentence_embedding" if self.tasks[name].kind == "sentence"
-                                           else "token_embeddings"])
-            for name in tasks
-        }
+        """Heads on the encoder output each task's kind reads (``sentence_embedding`` (B, D), ``token_embeddings``
+        (B, T, H))."""
+        return {name: self.heads[name](encoded[task_kind(self.tasks[name].kind).encoder_output]) for name in tasks}
 
     # ---- batches and losses ----------------------------------------------------------------------------------
     def collate(self, examples: Sequence[Example]) -> tuple[BatchEncoding, dict[str, Tensor]]:
-        """Tokenise a batch and turn its labels into index tensors, -100 where a label is missing or not scored."""
+        """Tokenise a batch (by words if an example has words or a label of a by-words kind) and turn its labels into
+        target tensors (``TaskKind.targets``), -100 where a label is missing or not scored."""
         if len(examples) == 0:
             raise ValueError("Cannot collate an empty batch.")
-        token_tasks = [n for n, t in self.tasks.items() if t.kind == "token"]
-        by_words = any(ex.words is not None or any(n in ex.labels for n in token_tasks) for ex in examples)
+        word_tasks = [n for n, t in self.tasks.items() if task_kind(t.kind).by_words]
+        by_words = any(ex.words is not None or any(n in ex.labels for n in word_tasks) for ex in examples)
         features = self.encoder.tokenize(
             [ex.words or tuple(ex.text.split()) for ex in examples] if by_words else [ex.text for ex in examples]
         )
         labels = {}
         for name, task in self.tasks.items():
-            if not any(name in ex.labels for ex in examples):
-                continue
-            if task.kind == "sentence":
-                ids = [self.label_id(name, ex.labels[name]) if name in ex.labels else IGNORE for ex in examples]
-                labels[name] = torch.tensor(ids)
-            else:
-                labels[name] = self._align_word_labels(name, examples, features)
+            if any(name in ex.labels for ex in examples):
+                kind = task_kind(task.kind)
+                ids = [self.label_ids(name, ex.labels[name]) if name in ex.labels else None for ex in examples]
+                labels[name] = kind.targets(ids, features)
         return features, {k: v.to(self.encoder.device) for k, v in labels.items()}
 
     def check_examples(self, examples: Sequence[Example], where: str) -> None:
         """Fail before training, naming ``where`` and the example, on an empty data set, an example without a label
-        for any of the model's tasks, a label outside its task's label set, or a token label that is not a tag list."""
+        for any of the model's tasks, or a label its task's kind does not accept (``TaskKind.label_problem``)."""
         if len(examples) == 0:
             raise ValueError(f"{where} has no examples.")
-        allowed = {name: set(task.labels) for name, task in self.tasks.items()}
         for i, ex in enumerate(examples):
             about = f"{where}, example {i} ({ex.text!r:.60})"
             tasks = [name for name in ex.labels if name in self.tasks]
@@ -111,35 +104,19 @@ class MultiTaskModel(nn.Module):
                 raise ValueError(f"{about}: no label for any of the model's tasks {list(self.tasks)}; "
                                  f"it has labels for {list(ex.labels)}.")
             for name in tasks:
-                label, token_task = ex.labels[name], self.tasks[name].kind == "token"
-                if token_task == isinstance(label, str):
-                    raise ValueError(f"{about}: task {name!r} is a {self.tasks[name].kind} task: its label must be "
-                                     f"{'one tag per word' if token_task else 'one class name'}, got {label!r}.")
-                unknown = sorted({label} - allowed[name] if isinstance(label, str) else set(label) - allowed[name])
-                if unknown:
-                    raise ValueError(f"{about}: label {unknown[0]!r} is not in the label set of task {name!r}: "
-                                     f"{self.tasks[name].labels}.")
+                task = self.tasks[name]
+                problem = task_kind(task.kind).label_problem(ex.labels[name], task.labels)
+                if problem:
+                    raise ValueError(f"{about}: task {name!r} is a {task.kind} task: {problem}.")
 
-    def label_id(self, task: str, label: str) -> int:
-        try:
-            return self.tasks[task].labels.index(label)
-        except ValueError:
-            raise ValueError(f"Label {label!r} is not in the label set of task {task!r}: "
-                             f"{self.tasks[task].labels}.") from None
-
-    def _align_word_labels(self, task: str, examples: Sequence[Example], features: BatchEncoding) -> Tensor:
-        """(B, T) tag ids on each word's first piece; -100 on later pieces, special tokens and padding."""
-        aligned = torch.full(features["input_ids"].shape, IGNORE, dtype=torch.long)
-        for i, ex in enumerate(examples):
-            if task not in ex.labels:
-                continue
-            tags = [self.label_id(task, tag) for tag in ex.labels[task]]
-            previous = None
-            for position, word in enumerate(features.word_ids(i)):
-                if word is not None and word != previous:
-                    aligned[i, position] = tags[word]
-                previous = word
-        return aligned
+    def label_ids(self, task: str, label) -> int | list[int]:
+        """A label (class name, or tag list) as indices into the task's label set; an unknown label is an error."""
+        spec = self.tasks[task]
+        kind = task_kind(spec.kind)
+        problem = kind.label_problem(label, spec.labels)
+        if problem:
+            raise ValueError(f"Task {task!r}: {problem}.")
+        return kind.label_ids(label, spec.labels)
 
     @staticmethod
     def task_loss_sums(logits: dict[str, Tensor], labels: dict[str, Tensor],
@@ -184,30 +161,25 @@ class MultiTaskModel(nn.Module):
         check_texts(inputs, words=True)
         names = self.check_tasks(tasks)
         self.encoder.check_precision(precision)
-        by_words = (any(self.tasks[name].kind == "token" for name in names)
+        by_words = (any(task_kind(self.tasks[name].kind).by_words for name in names)
                     or not all(isinstance(x, str) for x in inputs))
         items = [(split_words(x) if isinstance(x, str) else joined_words(x)) if by_words else x for x in inputs]
         was_training = self.training
         self.eval()
-        order = np.argsort([-len(x.text if by_words else x) for x in items], kind="stable")  # less padding
+        batches = length_sorted_batches([len(x.text if by_words else x) for x in items], batch_size)  # less padding
         results: list[dict] = [{} for _ in items]
-        show = -(-len(items) // batch_size) > 20 if show_progress_bar is None else show_progress_bar
-        for start in tqdm(range(0, len(items), batch_size), desc="predict", disable=not show):
-            idx = order[start : start + batch_size]
+        show = len(batches) > 20 if show_progress_bar is None else show_progress_bar
+        for idx in tqdm(batches, desc="predict", disable=not show):
             features = self.encoder.tokenize([items[i].words if by_words else items[i] for i in idx])
             with autocast(precision, self.encoder.device):
                 logits = self(features, names)
             probs = {k: v.float().softmax(-1).cpu() for k, v in logits.items()}  # (B, C) or (B, T, C)
             for row, i in enumerate(idx):
+                text, spans = (items[i].text, items[i].spans) if by_words else (items[i], None)
                 for name in names:
                     task = self.tasks[name]
-                    if task.kind == "sentence":
-                        p = probs[name][row]
-                        results[i][name] = {"label": task.labels[int(p.argmax())],
-                                            "probs": {lab: round(float(x), 4) for lab, x in zip(task.labels, p)}}
-                    else:
-                        results[i][name] = {"entities": decode_entities(
-                            items[i].text, probs[name][row], features.word_ids(row), items[i].spans, task.labels)}
+                    results[i][name] = task_kind(task.kind).readable(probs[name][row], features.word_ids(row), text,
+                                                                     spans, task.labels)
         self.train(was_training)
         return results
 
@@ -263,22 +235,3 @@ class MultiTaskModel(nn.Module):
         model.heads.load_state_dict(state)
         return model.to(model.encoder.device)
 
-
-def decode_entities(text: str, probs: Tensor, word_ids: list[int | None], spans: Sequence[tuple[int, int]],
-                    labels: Sequence[str]) -> list[dict]:
-    """Entity spans from the BIO tag read on each word's first piece, as training labels it.
-
-    ``probs`` (T, C) per piece, ``word_ids`` the word of each piece (None: special token or padding), ``spans[w]``
-    the (start, end) characters of word w in ``text``. A word cut off by truncation has no piece and counts as O.
-    Tags become entities by seqeval's rules, as entity F1 counts them; ``score`` is the mean probability of the
-    entity's word tags."""
-    tags, confidence = ["O"] * len(spans), [1.0] * len(spans)
-    previous = None
-    for position, word in enumerate(word_ids):
-        if word is not None and word != previous:
-            p = probs[position]
-            tags[word], confidence[word] = labels[int(p.argmax())], float(p.max())
-        previous = word
-    return [{"text": text[spans[first][0]:spans[last][1]], "type": kind, "start": spans[first][0],
-             "end": spans[last][1], "score": round(float(np.mean(confidence[first:last + 1])), 4)}
-            for kind, first, last in get_entities(tags)]

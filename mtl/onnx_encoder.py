@@ -31,7 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtl.encoder import SentenceEncoder, check_texts, encode_in_length_order
+from mtl.data import check_texts
+from mtl.encoder import SentenceEncoder, encode_in_length_order
 
 
 class _LastHiddenState(nn.Module):

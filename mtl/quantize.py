@@ -35,13 +35,17 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
 from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-from mtl.encoder import SentenceEncoder, check_texts
+from mtl.data import check_texts
+
+if TYPE_CHECKING:  # only for annotations: mtl.encoder imports this module
+    from mtl.encoder import SentenceEncoder
 
 SMOOTHING_ALPHA = 0.8  # SmoothQuant: how much of the outliers' range moves into the weights (0: none, 1: all)
 

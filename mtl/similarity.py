@@ -20,6 +20,7 @@ from scipy.stats import spearmanr
 from sentence_transformers.models import Pooling
 
 from mtl.encoder import SentenceEncoder
+from mtl.utils import length_sorted_batches
 
 
 def cosine_matrix(embeddings: np.ndarray) -> np.ndarray:
@@ -181,15 +182,15 @@ def embed_with_poolings(
     encoder.eval()
     poolers = {mode: Pooling(encoder.hidden_size, pooling_mode=mode) for mode in poolings}
     out: dict[str, list[torch.Tensor]] = {mode: [] for mode in poolings}
-    order = np.argsort([-len(t) for t in texts], kind="stable")
-    for start in range(0, len(texts), batch_size):
-        features = encoder.tokenize([texts[i] for i in order[start : start + batch_size]])
+    batches = length_sorted_batches([len(t) for t in texts], batch_size)
+    for idx in batches:
+        features = encoder.tokenize([texts[i] for i in idx])
         tokens = encoder.transformer(dict(features))["token_embeddings"]  # (b, T, H)
         for mode, pooler in poolers.items():
             pooled = pooler({"token_embeddings": tokens, "attention_mask": features["attention_mask"]})
             out[mode].append(pooled["sentence_embedding"])  # (b, H)
     encoder.train(was_training)
-    inverse = torch.from_numpy(np.argsort(order))  # back to input order
+    inverse = torch.from_numpy(np.argsort(np.concatenate(batches)))  # back to input order
     return {mode: torch.cat(chunks)[inverse].cpu().numpy() for mode, chunks in out.items()}
 
 

@@ -19,25 +19,31 @@ from mtl.model import MultiTaskModel
 LOADERS: dict[str, Callable[[str], list[Example]]] = {
     "topic": load_topic, "sentiment": load_sentiment, "genre": load_sentiment, "ner": load_ner,
 }
-KINDS = {"topic": "sentence", "sentiment": "sentence", "genre": "sentence", "ner": "token"}
+BUILT_IN_KINDS = {"topic": "sentence", "sentiment": "sentence", "genre": "sentence", "ner": "token"}
 
 
 def task_spec(name: str, hidden_dim: int | None = None, dropout: float = 0.1) -> TaskSpec:
-    """The TaskSpec of a built-in task."""
+    """The TaskSpec of a built-in task (its kind, ``.kind``, is read from here and nowhere else)."""
     if name not in LOADERS:
         raise KeyError(f"Unknown built-in task {name!r}; built-in tasks are {list(LOADERS)}.")
-    return TaskSpec(name, KINDS[name], TASK_LABELS[name], hidden_dim, dropout)
+    return TaskSpec(name, BUILT_IN_KINDS[name], TASK_LABELS[name], hidden_dim, dropout)
+
+
+def stratified_positions(examples: Sequence[Example], task: str, n: int | None, seed: int = 0) -> list[int]:
+    """Positions of at most ``n`` examples (all if ``n`` is None or too big), in the sampler's order, stratified by
+    the task's label when it is a class name (sentence tasks, built-in or from files) so class shares are kept."""
+    positions = list(range(len(examples)))
+    if n is None or n >= len(examples):
+        return positions
+    labels = [ex.labels[task] for ex in examples]
+    strata = labels if all(isinstance(label, str) for label in labels) else None
+    kept, _ = train_test_split(positions, train_size=n, random_state=seed, stratify=strata)
+    return kept
 
 
 def subsample(examples: Sequence[Example], n: int | None, task: str, seed: int = 0) -> list[Example]:
-    """At most ``n`` examples, stratified by the task's label when it is a class name (sentence tasks, built-in or
-    from files) so class shares are kept."""
-    if n is None or n >= len(examples):
-        return list(examples)
-    labels = [ex.labels[task] for ex in examples]
-    strata = labels if all(isinstance(label, str) for label in labels) else None
-    kept, _ = train_test_split(list(examples), train_size=n, random_state=seed, stratify=strata)
-    return kept
+    """At most ``n`` examples, label-stratified (``stratified_positions``)."""
+    return [examples[i] for i in stratified_positions(examples, task, n, seed)]
 
 
 def load_datasets(tasks: Sequence[str], split: str, limit: int | None = None, seed: int = 0) -> dict[str, list[Example]]:

@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
-from sklearn.utils.class_weight import compute_class_weight
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
@@ -32,8 +31,9 @@ from mtl.checkpoint import (atomic_directory, load_state, numpy_state, optimizer
 from mtl.data import Example
 from mtl.freezing import components, freeze, select, unfreeze
 from mtl.losses import LOSS_WEIGHTINGS, LossWeighting
-from mtl.metrics import MAIN_METRIC, evaluate
-from mtl.model import IGNORE, MultiTaskModel
+from mtl.predictions import evaluate
+from mtl.task_kinds import IGNORE, task_kind
+from mtl.model import MultiTaskModel
 from mtl.precision import accelerate_mixed_precision, check_precision_name
 from mtl.prefix_cache import PrefixCache
 from mtl.sampling import SAMPLING_STRATEGIES, task_schedule
@@ -197,17 +197,14 @@ class MultiTaskObjective(nn.Module):
 
 
 def balanced_class_weights(model: MultiTaskModel, train_sets: Mapping[str, Sequence[Example]]) -> dict[str, Tensor]:
-    """(K,) class weights per sentence task from its training labels, pooled over every dataset that labels it:
-    n / (K n_c) (scikit-learn's "balanced"), so each class weighs as much in the loss as in macro-F1. A class with
-    no training example gets weight 1 (it never is a target)."""
+    """(K,) class weights per task whose kind weighs classes (``TaskKind.class_weights``; sentence tasks: n / (K n_c),
+    scikit-learn's "balanced"), from its training labels pooled over every dataset that labels it."""
     weights = {}
     for name, task in model.tasks.items():
         labels = [ex.labels[name] for examples in train_sets.values() for ex in examples if name in ex.labels]
-        if task.kind != "sentence" or not labels:
-            continue
-        present = np.unique(labels)
-        balanced = dict(zip(present, compute_class_weight("balanced", classes=present, y=np.array(labels))))
-        weights[name] = torch.tensor([balanced.get(label, 1.0) for label in task.labels], dtype=torch.float32)
+        weight = task_kind(task.kind).class_weights(labels, task.labels) if labels else None
+        if weight is not None:
+            weights[name] = weight
     return weights
 
 
@@ -255,10 +252,10 @@ def changeable_state(model: MultiTaskModel, config: TrainConfig) -> set[str]:
             if not isinstance(tensor, nn.Parameter) or tensor.requires_grad or id(tensor) in scheduled}
 
 
-def main_score(scores: Mapping[str, float], model: MultiTaskModel) -> float:
-    """Mean over tasks of each task's main metric (macro-F1, or entity F1 for token tasks)."""
-    values = [scores[f"{name}/{MAIN_METRIC[task.kind]}"] for name, task in model.tasks.items()
-              if f"{name}/{MAIN_METRIC[task.kind]}" in scores]
+def selection_score(scores: Mapping[str, float], model: MultiTaskModel) -> float:
+    """What selects epochs: the mean over tasks of each task's main metric (its kind's: macro-F1, entity F1)."""
+    keys = [f"{name}/{task_kind(task.kind).main_metric}" for name, task in model.tasks.items()]
+    values = [scores[key] for key in keys if key in scores]
     return float(np.mean(values)) if values else float("nan")
 
 
@@ -357,7 +354,7 @@ def train(model: MultiTaskModel, train_sets: Mapping[str, Sequence[Example]],
                 save_checkpoint(output / "last", model, weighting, optimizer, scheduler, rng, streams, loop)
         with accelerator.autocast():  # validation in the training precision
             scores = evaluate(model, val_sets, config.eval_batch_size)
-        score = main_score(scores, model)
+        score = selection_score(scores, model)
         loop.history.append({
             "epoch": loop.epoch, **{f"train_loss/{k}": loop.loss_sums[k] / loop.loss_counts[k] for k in loop.loss_sums},
             **{f"val/{k}": v for k, v in scores.items()}, "val/main": score,

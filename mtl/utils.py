@@ -39,3 +39,10 @@ def quiet_libraries() -> None:
     logging.getLogger("sentence_transformers").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module="sklearn")
+
+
+def length_sorted_batches(lengths, batch_size: int) -> list[np.ndarray]:
+    """Positions of the items in batches of ``batch_size``, longest first (ties keep input order), so each batch
+    pads to a similar length: the one batching order of every encode / predict loop."""
+    order = np.argsort([-n for n in lengths], kind="stable")
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]

@@ -73,7 +73,7 @@ def test_entity_f1_is_entity_level():
 def test_validation_scores_each_task_on_its_own_dataset_and_reports_the_others(tiny_model):
     """Model selection must see the population the test measures: topic on the headlines, not pooled with the NER
     sentences' topics, which are reported separately; a task without a dataset of its own is pooled."""
-    from mtl.metrics import evaluate
+    from mtl.predictions import evaluate
     from mtl.tasks import load_datasets
 
     val = load_datasets(["topic", "ner"], "validation", limit=12)
@@ -85,7 +85,7 @@ def test_validation_scores_each_task_on_its_own_dataset_and_reports_the_others(t
 
 def test_ner_is_scored_on_whole_sentences_words_past_the_length_limit_count_as_o(tiny_model):
     from mtl.data import Example
-    from mtl.metrics import predict_examples
+    from mtl.predictions import predict_examples
 
     words = tuple(f"w{i}" for i in range(60))  # far more than max_seq_length=32 word pieces
     tags = ["B-PER"] + ["O"] * 58 + ["B-LOC"]  # the last entity lies past the limit

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mtl.data import Example
-from mtl.metrics import predict_examples
+from mtl.predictions import predict_examples
 from mtl.similarity import embed_with_poolings
 
 TEXTS = [

@@ -9,12 +9,14 @@ from sklearn.metrics import f1_score
 from mtl import recipe
 from mtl.data import Example
 from mtl.baselines import most_frequent_tag
-from mtl.evaluation import (confident_mistakes, confusion, entity_report, example_statistics, inference_cost,
-                            label_scores, label_table, main_score, mean_std, paired_bootstrap, paired_by_group,
-                            prediction_frame, predict_tests, score_statistics,
+from mtl.evaluation import (confident_mistakes, confusion, entity_report, inference_cost,
+                            label_scores, label_table, mean_std, paired_by_group,
+                            prediction_frame, predict_tests,
                             Run, scores_by, seed_study, sentence_report, single_task_steps, stratified_positions,
                             subset, through_cache)
-from mtl.metrics import TaskPredictions, expected_calibration_error, reliability_table
+from mtl.metrics import (TaskPredictions, example_statistics, expected_calibration_error, main_score, paired_bootstrap,
+                         reliability_table)
+from mtl.task_kinds import task_kind
 from mtl.plots import projection_scatter, reliability_diagram
 from mtl.prefix_cache import PrefixCache
 from mtl.tasks import load_datasets
@@ -141,12 +143,12 @@ def test_example_statistics_reproduce_macro_f1_and_seqeval_entity_f1():
     preds = random_sentence_preds(rng)
     stats = example_statistics(preds)
     assert stats.shape == (200, 9)
-    assert score_statistics(stats.sum(0), "sentence") == pytest.approx(
+    assert task_kind("sentence").score_statistics(stats.sum(0)) == pytest.approx(
         f1_score(preds.true, preds.pred, labels=list(LABELS), average="macro", zero_division=0))
     true, pred = random_tag_sequences(rng), random_tag_sequences(rng)
     pred = [p[: len(t)] + ["O"] * (len(t) - len(p)) for t, p in zip(true, pred)]
     token = TaskPredictions("token", TAGS, list(range(len(true))), true, pred)
-    assert score_statistics(example_statistics(token).sum(0), "token") == pytest.approx(seqeval_f1(true, pred))
+    assert task_kind("token").score_statistics(example_statistics(token).sum(0)) == pytest.approx(seqeval_f1(true, pred))
 
 
 def test_example_statistics_follow_example_order():
@@ -170,7 +172,7 @@ def test_most_frequent_tag_memorises_words_and_defaults_to_o():
 
 def test_score_statistics_of_a_class_never_seen_is_zero():
     stats = example_statistics(sentence_preds(["a", "a"], ["a", "a"]))
-    assert score_statistics(stats.sum(0), "sentence") == pytest.approx(1 / 3)
+    assert task_kind("sentence").score_statistics(stats.sum(0)) == pytest.approx(1 / 3)
 
 
 def test_paired_bootstrap_of_accuracy_matches_the_accuracy_difference():

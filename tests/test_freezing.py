@@ -8,7 +8,7 @@ import torch
 
 from mtl.freezing import components, eval_frozen, freeze, is_frozen, parameter_report, select, unfreeze
 import mtl.train
-from mtl.metrics import evaluate
+from mtl.predictions import evaluate
 from mtl.tasks import build_model, load_datasets
 from mtl.train import LossWeighting, MultiTaskObjective, TrainConfig, layer_learning_rates, parameter_groups, train
 from mtl.utils import set_seed

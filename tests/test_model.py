@@ -3,7 +3,8 @@ import torch
 
 from mtl.data import Example, load_ner, load_sentiment, load_topic
 from mtl.heads import TaskSpec
-from mtl.model import IGNORE, MultiTaskModel, decode_entities
+from mtl.model import IGNORE, MultiTaskModel
+from mtl.task_kinds import task_kind
 
 
 def test_forward_returns_logits_for_requested_tasks_only(tiny_model):
@@ -27,7 +28,7 @@ def test_collate_puts_tags_on_first_word_piece_only(tiny_model):
     assert [tag for _, tag in tagged] == ["B-PER", "I-PER", "O", "B-LOC"]
     assert all(not piece.startswith("##") for piece, _ in tagged)
     assert (ner[1] == IGNORE).all()  # the headline has no NER label
-    assert labels["topic"].tolist() == [IGNORE, tiny_model.label_id("topic", load_topic("train")[0].labels["topic"])]
+    assert labels["topic"].tolist() == [IGNORE, tiny_model.label_ids("topic", load_topic("train")[0].labels["topic"])]
 
 
 def test_an_example_labelled_for_two_tasks_gives_two_losses(tiny_model):
@@ -40,7 +41,7 @@ def test_an_example_labelled_for_two_tasks_gives_two_losses(tiny_model):
 
 
 def test_unknown_label_is_an_error_naming_task_and_label(tiny_model):
-    with pytest.raises(ValueError, match="'sport' is not in the label set of task 'topic'"):
+    with pytest.raises(ValueError, match="Task 'topic': label 'sport' is not in the label set"):
         tiny_model.collate([Example("A headline", {"topic": "sport"})])
 
 
@@ -58,7 +59,7 @@ def test_predict_gives_readable_labels_probabilities_and_spans(tiny_model):
             assert text[entity["start"]:entity["end"]] == entity["text"]
 
 
-def test_decode_entities_merges_bio_spans_over_words():
+def test_token_predictions_become_entity_spans_over_words():
     labels = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")
     text = "Tony Blair met Nokia in U.S."
     spans = [(0, 4), (5, 10), (11, 14), (15, 20), (21, 23), (24, 28)]  # the words' characters
@@ -68,10 +69,10 @@ def test_decode_entities_merges_bio_spans_over_words():
     probs = torch.zeros(len(tags), len(labels))
     for row, tag in enumerate(tags):
         probs[row, labels.index(tag)] = 1.0
-    entities = decode_entities(text, probs, word_ids, spans, labels)
+    entities = task_kind("token").readable(probs, word_ids, text, spans, labels)["entities"]
     assert [(e["text"], e["type"], e["start"], e["end"]) for e in entities] == [
         ("Tony Blair", "PER", 0, 10), ("Nokia", "ORG", 15, 20), ("U.S.", "LOC", 24, 28)]
-    cut = decode_entities(text, probs[:4], word_ids[:4], spans, labels)  # words 3-5 cut off by truncation: O
+    cut = task_kind("token").readable(probs[:4], word_ids[:4], text, spans, labels)["entities"]  # words 3-5 cut off by truncation: O
     assert [e["text"] for e in cut] == ["Tony Blair"]
 
 

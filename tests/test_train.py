@@ -21,9 +21,9 @@ def test_training_lowers_the_loss_and_keeps_the_best_epoch(tiny_model, tmp_path)
     assert history["train_loss/ner"].iloc[-1] < history["train_loss/ner"].iloc[0]
     assert {"best", "last", "history.csv"} <= {p.name for p in tmp_path.iterdir()}
     assert pd.read_csv(tmp_path / "history.csv").shape == history.shape
-    from mtl.metrics import evaluate
-    from mtl.train import main_score
-    assert main_score(evaluate(tiny_model, val_sets), tiny_model) == pytest.approx(history["val/main"].max(), abs=1e-6)
+    from mtl.predictions import evaluate
+    from mtl.train import selection_score
+    assert selection_score(evaluate(tiny_model, val_sets), tiny_model) == pytest.approx(history["val/main"].max(), abs=1e-6)
 
 
 def test_early_stopping_stops_after_patience(tiny_model):
@@ -110,7 +110,7 @@ def test_the_best_epochs_weights_are_kept_exactly(tiny_model, tmp_path, monkeypa
     import mtl.train
     from mtl.model import MultiTaskModel
     scripted = iter(scores)
-    monkeypatch.setattr(mtl.train, "main_score", lambda values, model: next(scripted))
+    monkeypatch.setattr(mtl.train, "selection_score", lambda values, model: next(scripted))
     train_sets, val_sets = small_data()
     initial_top = {k: v.clone() for k, v in tiny_model.encoder.blocks[-1].state_dict().items()}
     config = TrainConfig(epochs=3, steps_per_epoch=2, batch_size=8, encoder_lr=1e-3, head_lr=5e-3, patience=None,
