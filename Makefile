@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg --nbval-cell-timeout=1200
 
-.PHONY: all setup data notebooks test unit nbval bench clean
+.PHONY: all setup data notebooks test unit nbval bench results clean
 
 all: notebooks                       ## the main job: set up, prepare data, execute every notebook, regenerate figures/
 
@@ -34,6 +34,9 @@ unit: data
 
 nbval: data
 	$(CHECKED) $(PY) -m pytest notebooks $(NBVAL) -q
+
+results: data                        ## the full-scale studies (hours; resumable: skips runs already in results/studies/)
+	$(PY) -m mtl.studies
 
 bench: data                          ## time every notebook and list the slowest cells
 	$(PY) benchmarks/notebook_times.py

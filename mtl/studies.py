@@ -1,0 +1,268 @@
+"""The full-scale studies (issue 14): the training results of notebooks 03-05 at realistic budgets, too slow for CI,
+recorded run by run under ``results/studies/`` by ``mtl.study_runner`` and read back by the notebooks and README.
+
+- ``recipe``: notebook 04's recipe on all training data of every task (no subsample), epochs chosen on validation
+  (early stopping), 3 seeds; ``baselines``: every baseline fitted on the same full training data, tuned on the same
+  validation sets as the model.
+- ``sharing``: notebook 05's multi-task against single-task setups with its two controls, at full scale.
+- ``freezing``: what to freeze as a function of data: sentiment with 250 / 1,000 / 4,000 / all training examples x
+  heads only / top-2 / LoRA / full fine-tuning / gradual + discriminative.
+
+Every run is scored on the full test split of its tasks; its record keeps the kept epoch's validation scores, the
+test scores and the test predictions (label indices), from which paired bootstraps are recomputed.
+
+Usage: ``python -m mtl.studies [recipe baselines sharing freezing] [--seeds 0 1 2] [--sizes 250 1000]``
+(``make results`` runs them all; resumable: a rerun skips what is recorded).
+"""
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, replace
+
+from mtl import evaluation as ev
+from mtl import recipe
+from mtl.data import TASK_LABELS, Example
+from mtl.experiments import Scenario
+from mtl.lora import add_lora
+from mtl.metrics import TaskPredictions
+from mtl.paths import RESULTS_DIR
+from mtl.prefix_cache import PrefixCache
+from mtl.task_kinds import task_kind
+from mtl.study_runner import StudyRun, read_record, run_study
+from mtl.tasks import build_model, load_datasets, task_spec
+from mtl.train import TrainConfig, train
+from mtl.utils import set_seed
+
+STUDIES_DIR = RESULTS_DIR / "studies"
+SEEDS = (0, 1, 2)
+VAL_LIMIT = 1000  # validation examples per task at most: scored after every epoch to choose the epoch
+COMMAND = "python -m mtl.studies"
+
+# ---- study 1 and 2: the recipe at full scale -------------------------------------------------------------------
+FULL_RECIPE = replace(recipe.CONFIG, epochs=6, patience=1)  # steps per epoch: all training data once (703 steps)
+
+# ---- study 3: what to freeze, as a function of training data (sentiment) ---------------------------------------
+SIZES = (250, 1000, 4000, None)  # None: all 16,533 training sentences
+FREEZING_BASE = TrainConfig(epochs=6, batch_size=32, encoder_lr=2e-4, head_lr=1e-2, warmup_ratio=0.1, patience=1,
+                            progress=False)
+MIN_STEPS_PER_EPOCH = 25  # small sets are passed over several times per "epoch", so heads-only is not step-starved
+METHODS = {  # notebook 03's ladder, the same scenarios
+    "heads only": Scenario(config=dict(freeze=["encoder"])),
+    "top-2": Scenario(config=dict(freeze=["bottom:4"])),
+    "LoRA r=8": Scenario(lora=dict(r=8, alpha=16, dropout=0.1), config=dict(encoder_lr=1e-3)),
+    "full fine-tuning": Scenario(),
+    "gradual + discriminative": Scenario(config=dict(freeze=["encoder"], unfreeze_schedule={2: ["top:2"], 3: ["encoder"]},
+                                                     layer_lr_decay=0.8)),
+}
+
+
+def full_epoch(tasks: Sequence[str] = recipe.TASKS) -> tuple[dict[str, int], int]:
+    """Training examples per task (full splits) and the steps of one pass over all of them."""
+    sizes = {task: len(examples) for task, examples in load_datasets(tasks, "train").items()}
+    return sizes, sum(sizes.values()) // FULL_RECIPE.batch_size
+
+
+def recipe_runs(seeds: Sequence[int] = SEEDS) -> list[StudyRun]:
+    _, steps = full_epoch()
+    params = {"tasks": list(recipe.TASKS), "train_limit": None, "val_limit": VAL_LIMIT, "model": recipe.MODEL,
+              "config": asdict(replace(FULL_RECIPE, steps_per_epoch=steps))}
+    return [StudyRun("recipe", "multi-task", seed, params) for seed in seeds]
+
+
+def baseline_runs() -> list[StudyRun]:
+    return [StudyRun("baselines", "baselines", 0, {"train_limit": None, "val_limit": VAL_LIMIT, "model": recipe.MODEL})]
+
+
+def sharing_runs(seeds: Sequence[int] = SEEDS) -> list[StudyRun]:
+    sizes, steps = full_epoch()  # the multi-task model's epoch; single-task models get their share of it
+    runs = []
+    for setup, models in ev.study_setups(sizes, steps).items():
+        params = {"models": [asdict(model) for model in models], "val_limit": VAL_LIMIT, "model": recipe.MODEL,
+                  "config": asdict(FULL_RECIPE)}
+        runs += [StudyRun("sharing", setup, seed, params) for seed in seeds]
+    return runs
+
+
+def freezing_runs(seeds: Sequence[int] = SEEDS, sizes: Sequence[int | None] = SIZES) -> list[StudyRun]:
+    """Cheapest first (size, then method), seeds innermost so runs with one frozen bottom share a cache."""
+    runs = []
+    for size in sizes:
+        for method, scenario in METHODS.items():
+            params = {"task": "sentiment", "train_size": size, "val_limit": VAL_LIMIT, "scenario": asdict(scenario),
+                      "config": asdict(FREEZING_BASE), "min_steps_per_epoch": MIN_STEPS_PER_EPOCH}
+            runs += [StudyRun("freezing", f"{method}, n={size or 'all'}", seed, params) for seed in seeds]
+    return runs
+
+
+# ---- running one -----------------------------------------------------------------------------------------------
+
+CACHES: dict[str, PrefixCache] = {}  # one per frozen bottom, kept for the process: later seeds reuse the hidden states
+
+
+def cache_for(frozen: Sequence[str]) -> PrefixCache:
+    return CACHES.setdefault(",".join(frozen), PrefixCache())
+
+
+def compact(predictions: Mapping[str, TaskPredictions]) -> dict[str, list]:
+    """Predicted label indices per test example, in example order: one int (sentence task) or list (token task)."""
+    out = {}
+    for task, preds in predictions.items():
+        position = {label: i for i, label in enumerate(preds.labels)}
+        rows = sorted(zip(preds.index, preds.pred))
+        by_words = task_kind(preds.kind).by_words  # one label per word, or one per text
+        out[task] = [[position[t] for t in p] if by_words else position[p] for _, p in rows]
+    return out
+
+
+def expand(task: str, predicted: Sequence, examples: Sequence[Example]) -> TaskPredictions:
+    """``compact``'s inverse: the TaskPredictions of a recorded run on ``examples`` (the task's test split)."""
+    labels = TASK_LABELS[task]
+    by_words = task_kind(task_spec(task).kind).by_words
+    names = [[labels[i] for i in p] if by_words else labels[p] for p in predicted]
+    return ev.label_predictions(task, examples, names)
+
+
+def scored(model, test_sets: Mapping[str, Sequence[Example]], frozen: Sequence[str] = ()) -> dict:
+    """Test scores and compact predictions; the ``frozen`` bottom (if any) served from its shared cache."""
+    if frozen:
+        with ev.through_cache(model, cache_for(frozen), frozen):
+            predictions = ev.predict_tests(model, test_sets)
+    else:
+        predictions = ev.predict_tests(model, test_sets)
+    return {"test": ev.flat_scores(predictions), "predictions": compact(predictions)}
+
+
+def kept_epoch(history) -> dict:
+    """The validation scores of the epoch that ``train`` kept (the best; its weights are loaded), and its number."""
+    best = history.loc[history["val/main"].idxmax()]  # the first best epoch, as ``train`` keeps it
+    return {"epochs_run": int(history["epoch"].max()), "kept_epoch": int(best["epoch"]),
+            "validation": {k[4:]: float(v) for k, v in best.items() if k.startswith("val/") and "@" not in k}}
+
+
+def execute(run: StudyRun) -> dict:
+    if run.study == "recipe":
+        return _execute_recipe(run)
+    if run.study == "baselines":
+        return _execute_baselines()
+    if run.study == "sharing":
+        return _execute_sharing(run)
+    if run.study == "freezing":
+        return _execute_freezing(run)
+    raise KeyError(f"Unknown study {run.study!r}.")
+
+
+def _tests(tasks: Sequence[str]) -> dict[str, list[Example]]:
+    return load_datasets(tasks, "test")
+
+
+def _execute_recipe(run: StudyRun) -> dict:
+    frozen, (sizes, steps) = FULL_RECIPE.freeze, full_epoch()
+    model, history = recipe.train_recipe(seed=run.seed, steps_per_epoch=steps, prefix_cache=cache_for(frozen),
+                                         val_limit=VAL_LIMIT, train_limit=None, **_overrides(FULL_RECIPE))
+    return {"train_sizes": sizes, **kept_epoch(history), **scored(model, _tests(recipe.TASKS), frozen)}
+
+
+def _overrides(config: TrainConfig) -> dict:
+    """The fields in which ``config`` differs from the recipe's, as ``train_recipe`` overrides."""
+    return {k: v for k, v in asdict(config).items()
+            if v != getattr(recipe.CONFIG, k) and k not in ("seed", "steps_per_epoch")}
+
+
+def _execute_sharing(run: StudyRun) -> dict:
+    frozen, tests, results = FULL_RECIPE.freeze, _tests(recipe.TASKS), {"test": {}, "predictions": {}, "models": []}
+    for spec in run.params["models"]:
+        model, history = recipe.train_recipe(tuple(spec["tasks"]), run.seed, spec["steps"], cache_for(frozen),
+                                             VAL_LIMIT, spec["datasets"], [tuple(d) for d in spec["drop_labels"]],
+                                             train_limit=None, **_overrides(FULL_RECIPE))
+        one = scored(model, tests, frozen)
+        results["test"] |= one["test"]
+        results["predictions"] |= one["predictions"]
+        results["models"].append({"tasks": spec["tasks"], **kept_epoch(history)})
+    return results
+
+
+def _execute_freezing(run: StudyRun) -> dict:
+    task, size, scenario = run.params["task"], run.params["train_size"], METHODS[run.setup.rsplit(", n=", 1)[0]]
+    train_sets = load_datasets([task], "train", size)  # the same stratified subset for every method and seed
+    val_sets = load_datasets([task], "validation", VAL_LIMIT)
+    steps = max(len(train_sets[task]) // FREEZING_BASE.batch_size, MIN_STEPS_PER_EPOCH)
+    config = replace(FREEZING_BASE, seed=run.seed, steps_per_epoch=steps, **scenario.config)
+    set_seed(run.seed)
+    model = build_model([task], backbone=scenario.backbone, max_seq_length=recipe.MODEL["max_seq_length"])
+    if scenario.lora is not None:
+        add_lora(model, **scenario.lora)
+    frozen = config.freeze if config.freeze and not config.unfreeze_schedule else []
+    history = train(model, train_sets, val_sets, config, prefix_cache=cache_for(frozen) if frozen else None)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"train_size": len(train_sets[task]), "steps_per_epoch": steps, "trainable": trainable,
+            **kept_epoch(history), **scored(model, _tests([task]), frozen)}
+
+
+def _execute_baselines() -> dict:
+    """Majority class, TF-IDF + LR and frozen-MiniLM + LR (C and class weighting tuned on validation), VADER and the
+    most frequent tag per word, all fitted on the full training splits; test predictions in ``compact`` form."""
+    from mtl.baselines import embedding_logreg, majority, most_frequent_tag, tfidf_logreg, vader_lexicon
+
+    train_sets, tests = load_datasets(recipe.TASKS, "train"), _tests(recipe.TASKS)
+    val_sets = load_datasets(recipe.TASKS, "validation", VAL_LIMIT)
+    pretrained = build_model(recipe.TASKS, **recipe.MODEL)
+    texts = lambda examples: [ex.text for ex in examples]  # noqa: E731
+    labels = lambda examples, task: [ex.labels[task] for ex in examples]  # noqa: E731
+    predicted, choices = {}, {}
+    with ev.through_cache(pretrained, cache_for(["encoder"]), ["encoder"]):
+        for task in ("topic", "sentiment"):
+            train_x, test_x = texts(train_sets[task]), texts(tests[task])
+            validation = (texts(val_sets[task]), labels(val_sets[task], task))
+            predicted.setdefault("majority class", {})[task] = majority(labels(train_sets[task], task), len(test_x))
+            for method, fit in {"TF-IDF + LR": tfidf_logreg(train_x, labels(train_sets[task], task), test_x, validation),
+                                "frozen MiniLM + LR": embedding_logreg(pretrained.encoder, train_x,
+                                                                       labels(train_sets[task], task), test_x,
+                                                                       validation)}.items():
+                predicted.setdefault(method, {})[task] = fit.predictions
+                choices[f"{method}/{task}"] = {k: str(v) for k, v in fit.params.items()}
+    predicted["VADER lexicon"] = {"sentiment": vader_lexicon(texts(tests["sentiment"]))}
+    words = lambda examples: [ex.words for ex in examples]  # noqa: E731
+    predicted["most frequent tag per word"] = {"ner": most_frequent_tag(words(train_sets["ner"]),
+                                                                        labels(train_sets["ner"], "ner"),
+                                                                        words(tests["ner"]))}
+    out = {"choices": choices, "test": {}, "predictions": {}}
+    for method, by_task in predicted.items():
+        preds = {task: ev.label_predictions(task, tests[task], p) for task, p in by_task.items()}
+        out["test"][method] = ev.flat_scores(preds)
+        out["predictions"][method] = compact(preds)
+    return out
+
+
+# ---- reading the records ---------------------------------------------------------------------------------------
+
+def all_runs(seeds: Sequence[int] = SEEDS) -> list[StudyRun]:
+    return recipe_runs(seeds) + baseline_runs() + sharing_runs(seeds) + freezing_runs(seeds)
+
+
+def records(runs: Sequence[StudyRun]) -> list[dict]:
+    """The records of those ``runs`` that are recorded for their current definition (others are left out)."""
+    out = []
+    for run in runs:
+        record = read_record(run.path(STUDIES_DIR))
+        if record is not None and record.get("digest") == run.digest():
+            out.append(record)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m mtl.studies", description=__doc__.split("\n\n")[0])
+    parser.add_argument("studies", nargs="*", default=["freezing", "recipe", "baselines", "sharing"],
+                        choices=["recipe", "baselines", "sharing", "freezing"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    parser.add_argument("--sizes", nargs="+", default=None, help="freezing study sizes (numbers or 'all')")
+    args = parser.parse_args(argv)
+    sizes = SIZES if args.sizes is None else tuple(None if s == "all" else int(s) for s in args.sizes)
+    by_study = {"recipe": lambda: recipe_runs(args.seeds), "baselines": baseline_runs,
+                "sharing": lambda: sharing_runs(args.seeds), "freezing": lambda: freezing_runs(args.seeds, sizes)}
+    for study in args.studies:
+        run_study(by_study[study](), execute, STUDIES_DIR, COMMAND + " " + study)
+
+
+if __name__ == "__main__":
+    main()

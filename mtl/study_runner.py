@@ -1,0 +1,103 @@
+"""Long experiments that survive being stopped: each finished run is one JSON record on disk, and a rerun skips what
+is already recorded for the same definition.
+
+A ``StudyRun`` names one run (study, setup, seed) and holds every parameter that decides it; its ``digest`` is a hash
+of all of that, so a record made under another definition is recognised and redone (``run_study``) or reported as
+stale (``stale_records``, used by the tests). Records are written atomically (temporary file, then rename): killing
+the process loses at most the run in progress. Each record carries its wall time and provenance (command, commit,
+CPU, library versions, date; ``mtl.results.provenance``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from mtl.results import provenance
+
+
+@dataclass(frozen=True)
+class StudyRun:
+    """One run of a study: ``params`` (JSON-ready) decide it completely, together with study, setup and seed."""
+
+    study: str
+    setup: str
+    seed: int
+    params: dict = field(default_factory=dict, hash=False)
+
+    def definition(self) -> dict:
+        return {"study": self.study, "setup": self.setup, "seed": self.seed, "params": self.params}
+
+    def digest(self) -> str:
+        """Hash of the definition: equal for equal definitions, in any key order."""
+        text = json.dumps(self.definition(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def path(self, directory: Path) -> Path:
+        """Where the run's record lives: ``directory/<study>/<setup>-seed<seed>.json`` (setup made file-safe)."""
+        name = re.sub(r"[^A-Za-z0-9._=+-]+", "_", self.setup).strip("_")
+        return Path(directory) / self.study / f"{name}-seed{self.seed}.json"
+
+
+def read_record(path: Path) -> dict | None:
+    """The record at ``path``, or None if it is missing or unreadable (a half-written file from an older version)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_record(path: Path, record: dict) -> None:
+    """Write ``record`` as JSON so that the file is either the old one or the complete new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(record, indent=1, sort_keys=True))
+    os.replace(temporary, path)
+
+
+def is_current(run: StudyRun, directory: Path) -> bool:
+    record = read_record(run.path(directory))
+    return record is not None and record.get("digest") == run.digest()
+
+
+def run_study(runs: Sequence[StudyRun], execute: Callable[[StudyRun], dict], directory: Path,
+              command: str = "python -m mtl.studies", progress: bool = True) -> list[dict]:
+    """Each run's record, in order: read from ``directory`` when it was recorded for the same definition, else
+    computed by ``execute(run)`` (a dict of JSON-ready results) and written before the next run starts. The bar's
+    ETA counts only the runs still to do."""
+    paths = [run.path(directory) for run in runs]
+    if len(set(paths)) != len(paths):
+        raise ValueError("Two runs share a record file: every (study, setup, seed) must be unique.")
+    todo = [run for run in runs if not is_current(run, directory)]
+    bar = tqdm(total=len(todo), desc=f"{len(runs) - len(todo)} of {len(runs)} runs recorded", unit="run",
+               disable=not progress)
+    for run in todo:
+        bar.set_postfix_str(f"{run.study}: {run.setup}, seed {run.seed}")
+        started = time.perf_counter()
+        results = execute(run)
+        record = {**run.definition(), "digest": run.digest(), "seconds": round(time.perf_counter() - started, 1),
+                  "provenance": provenance(command), "results": results}
+        write_record(run.path(directory), record)
+        bar.update()
+    bar.close()
+    return [read_record(path) for path in paths]
+
+
+def stale_records(runs: Sequence[StudyRun], directory: Path) -> list[Path]:
+    """Record files under ``directory/<study>/`` of these runs' studies that no current run would write: made by
+    another definition (digest differs) or by a run that no longer exists."""
+    current = {run.path(directory): run.digest() for run in runs}
+    stale = []
+    for study in sorted({run.study for run in runs}):
+        for path in sorted((Path(directory) / study).glob("*.json")):
+            record = read_record(path)
+            if record is None or current.get(path) != record.get("digest"):
+                stale.append(path)
+    return stale

@@ -1,0 +1,69 @@
+"""mtl.studies: the full-scale studies' definitions, their committed records, and a CI spot-check of one cheap run.
+
+The studies themselves take hours (``make results``); CI re-runs only the cheapest run and checks every committed
+record against the current definitions and data.
+"""
+import pandas as pd
+import pytest
+
+from mtl import studies
+from mtl.study_runner import read_record, stale_records
+from mtl.tasks import load_datasets
+
+SPOT_CHECK = studies.freezing_runs(seeds=(0,), sizes=(250,))[0]  # heads only, 250 sentences, seed 0: under a minute
+SPOT_TOLERANCE = 0.03  # test macro-F1 after training may move this much on another CPU (float kernels, trajectory)
+RECORDS = [path for path in sorted(studies.STUDIES_DIR.glob("*/*.json"))]
+
+
+def test_no_committed_record_comes_from_another_study_definition():
+    stale = stale_records(studies.all_runs(), studies.STUDIES_DIR)
+    assert not stale, (f"{len(stale)} recorded run(s) were made by another study definition, e.g. {stale[0]}: "
+                       f"delete them and regenerate with `make results` (python -m mtl.studies).")
+
+
+@pytest.mark.parametrize("path", RECORDS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_recorded_predictions_give_the_recorded_test_scores_on_the_current_test_split(path):
+    record = read_record(path)
+    assert {"command", "commit", "cpu", "date"} <= set(record["provenance"]) and record["seconds"] > 0
+    results = record["results"]
+    by_method = results["predictions"] if record["study"] == "baselines" else {"": results["predictions"]}
+    for method, predictions in by_method.items():
+        tests = load_datasets(list(predictions), "test")
+        expected = results["test"][method] if method else results["test"]
+        rescored = studies.ev.flat_scores({task: studies.expand(task, p, tests[task]) for task, p in predictions.items()})
+        assert rescored == pytest.approx({k: expected[k] for k in rescored}, abs=1e-9), method
+
+
+def test_compact_and_expand_are_inverse_for_sentence_and_token_tasks():
+    tests = {task: load_datasets([task], "test")[task][:20] for task in ("sentiment", "ner")}
+    gold = {task: studies.ev.label_predictions(task, tests[task], [ex.labels[task] for ex in tests[task]])
+            for task in tests}
+    packed = studies.compact(gold)
+    assert all(isinstance(i, int) for i in packed["sentiment"]) and all(isinstance(s, list) for s in packed["ner"])
+    for task in tests:
+        back = studies.expand(task, packed[task], tests[task])
+        as_lists = lambda rows: [list(r) if isinstance(r, (list, tuple)) else r for r in rows]  # noqa: E731
+        assert as_lists(back.pred) == as_lists(gold[task].pred) and as_lists(back.true) == as_lists(gold[task].true)
+
+
+def test_the_kept_epoch_is_the_first_best_one():
+    history = pd.DataFrame({"epoch": [1, 2, 3, 4], "val/main": [0.5, 0.7, 0.7, 0.6], "val/topic/macro_f1": [.1, .2, .3, .4],
+                            "val/topic@ner/macro_f1": [0, 0, 0, 0], "seconds": [1, 2, 3, 4]})
+    kept = studies.kept_epoch(history)
+    assert kept == {"epochs_run": 4, "kept_epoch": 2, "validation": {"main": 0.7, "topic/macro_f1": 0.2}}
+
+
+def test_every_study_run_is_unique_and_the_freezing_grid_is_complete():
+    runs = studies.all_runs()
+    assert len({run.path(studies.STUDIES_DIR) for run in runs}) == len(runs)
+    freezing = {(run.setup, run.seed) for run in runs if run.study == "freezing"}
+    assert len(freezing) == len(studies.METHODS) * len(studies.SIZES) * len(studies.SEEDS)
+
+
+def test_spot_check_the_cheapest_run_reproduces_its_record():
+    record = read_record(SPOT_CHECK.path(studies.STUDIES_DIR))
+    assert record is not None, "the spot-checked run is not recorded: run `python -m mtl.studies freezing --sizes 250`"
+    assert record["digest"] == SPOT_CHECK.digest()
+    again = studies.execute(SPOT_CHECK)
+    assert again["train_size"] == record["results"]["train_size"] == 250
+    assert again["test"] == pytest.approx(record["results"]["test"], abs=SPOT_TOLERANCE)

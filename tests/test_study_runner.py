@@ -1,0 +1,70 @@
+"""mtl.study_runner: records per run, resumable, redone when the definition changes."""
+import pytest
+
+from mtl.study_runner import StudyRun, read_record, run_study, stale_records
+
+
+def counting_execute(calls):
+    def execute(run):
+        calls.append((run.setup, run.seed))
+        return {"score": run.params["x"] * 10 + run.seed}
+    return execute
+
+
+RUNS = [StudyRun("toy", "a", seed, {"x": 1}) for seed in (0, 1)] + [StudyRun("toy", "b/c d", 0, {"x": 2})]
+
+
+def test_each_run_is_recorded_with_results_seconds_and_provenance(tmp_path):
+    calls = []
+    records = run_study(RUNS, counting_execute(calls), tmp_path, progress=False)
+    assert calls == [("a", 0), ("a", 1), ("b/c d", 0)]
+    assert [r["results"]["score"] for r in records] == [10, 11, 20]
+    on_disk = read_record(tmp_path / "toy" / "b_c_d-seed0.json")  # setup names made file-safe
+    assert on_disk == records[2]
+    assert on_disk["digest"] == RUNS[2].digest() and on_disk["seconds"] >= 0
+    assert {"command", "commit", "cpu", "torch", "date"} <= set(on_disk["provenance"])
+
+
+def test_a_rerun_skips_recorded_runs_and_redoes_changed_or_unreadable_ones(tmp_path):
+    run_study(RUNS, counting_execute([]), tmp_path, progress=False)
+    calls = []
+    run_study(RUNS, counting_execute(calls), tmp_path, progress=False)
+    assert calls == []  # everything recorded for the same definition
+    changed = [RUNS[0], StudyRun("toy", "a", 1, {"x": 3}), RUNS[2]]
+    (tmp_path / "toy" / "b_c_d-seed0.json").write_text("{not json")  # e.g. written by a crashed older version
+    records = run_study(changed, counting_execute(calls), tmp_path, progress=False)
+    assert calls == [("a", 1), ("b/c d", 0)]
+    assert [r["results"]["score"] for r in records] == [10, 31, 20]
+
+
+def test_a_failing_run_loses_only_itself(tmp_path):
+    def execute(run):
+        if run.seed == 1:
+            raise KeyboardInterrupt  # as if killed during the second run
+        return {"score": 1}
+
+    with pytest.raises(KeyboardInterrupt):
+        run_study(RUNS, execute, tmp_path, progress=False)
+    assert read_record(RUNS[0].path(tmp_path))["results"] == {"score": 1}
+    assert not RUNS[1].path(tmp_path).exists() and not list((tmp_path / "toy").glob("*.tmp"))
+
+
+def test_digest_depends_on_every_part_of_the_definition_but_not_on_key_order():
+    base = StudyRun("s", "a", 0, {"x": 1, "y": [1, 2]})
+    assert base.digest() == StudyRun("s", "a", 0, {"y": [1, 2], "x": 1}).digest()
+    others = [StudyRun("t", "a", 0, base.params), StudyRun("s", "b", 0, base.params),
+              StudyRun("s", "a", 1, base.params), StudyRun("s", "a", 0, {"x": 1, "y": [2, 1]})]
+    assert len({base.digest(), *(run.digest() for run in others)}) == 5
+
+
+def test_stale_records_are_those_of_another_definition_or_of_no_current_run(tmp_path):
+    run_study(RUNS, counting_execute([]), tmp_path, progress=False)
+    assert stale_records(RUNS, tmp_path) == []
+    now = [RUNS[0], StudyRun("toy", "a", 1, {"x": 5})]  # seed 1 redefined, "b/c d" dropped
+    assert stale_records(now, tmp_path) == sorted([RUNS[1].path(tmp_path), RUNS[2].path(tmp_path)])
+
+
+def test_two_runs_with_one_record_file_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="share a record file"):
+        run_study([StudyRun("toy", "a b", 0), StudyRun("toy", "a/b", 0)], counting_execute([]), tmp_path,
+                  progress=False)
