@@ -21,7 +21,7 @@ def test_each_run_is_recorded_with_results_seconds_and_provenance(tmp_path):
     assert [r["results"]["score"] for r in records] == [10, 11, 20]
     on_disk = read_record(tmp_path / "toy" / "b_c_d-seed0.json")  # setup names made file-safe
     assert on_disk == records[2]
-    assert on_disk["digest"] == RUNS[2].digest() and on_disk["seconds"] >= 0
+    assert on_disk["digest"] == RUNS[2].digest() and on_disk["seconds"] >= 0 and on_disk["cpu_seconds"] >= 0
     assert {"command", "commit", "cpu", "torch", "date"} <= set(on_disk["provenance"])
 
 
