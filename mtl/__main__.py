@@ -207,20 +207,19 @@ def load_model(path: Path):
 
 
 def task_report(preds: TaskPredictions) -> dict:
-    """A task's test scores as notebook 05 reports them: accuracy, macro-F1 and a per-class table (sentence tasks),
-    or entity F1 and a per-type table (token tasks)."""
-    from mtl.evaluation import class_report, entity_report
+    """A task's test scores as notebook 05 reports them: its kind's scores (accuracy and macro-F1, or entity F1 and
+    token accuracy) and their table per label (``TaskKind.breakdown``: per class, or per entity type)."""
+    from mtl.task_kinds import task_kind
 
-    if preds.kind == "sentence":
-        return {"kind": "sentence", "examples": len(preds.true), **preds.scores(),
-                "per_class": class_report(preds).to_dict("index")}
-    return {"kind": "token", "sentences": len(preds.true), "entity_f1": preds.scores()["entity_f1"],
-            "per_type": entity_report(preds).to_dict("index")}
+    kind = task_kind(preds.kind)
+    return {"kind": preds.kind, "examples": len(preds.true), "main_metric": kind.main_metric, **preds.scores(),
+            "per_label": kind.breakdown(preds.true, preds.pred, preds.labels).to_dict("index")}
 
 
 def evaluate_command(model_dir: Path, config_path: Path, split: str, output: Path | None) -> None:
     from mtl.evaluation import predict_tests
     from mtl.prepare import atomic_path
+    from mtl.task_kinds import task_kind
     from mtl.tasks import task_spec
 
     config = load_config(config_path)
@@ -247,14 +246,9 @@ def evaluate_command(model_dir: Path, config_path: Path, split: str, output: Pat
         print(f"note: not scored, no {split} file: {', '.join(unscored)}", file=sys.stderr)
     reports = {task: task_report(preds) for task, preds in predict_tests(model, data[split]).items()}
     for task, report in reports.items():
-        if report["kind"] == "sentence":
-            print(f"{task}: {report['examples']} {split} examples, accuracy {report['accuracy']:.3f}, "
-                  f"macro-F1 {report['macro_f1']:.3f}")
-            table = report["per_class"]
-        else:
-            print(f"{task}: {report['sentences']} {split} sentences, entity F1 {report['entity_f1']:.3f}")
-            table = report["per_type"]
-        print(pd.DataFrame.from_dict(table, orient="index").round(3).to_string(), end="\n\n")
+        scores = ", ".join(f"{metric} {report[metric]:.3f}" for metric in task_kind(report["kind"]).metrics)
+        print(f"{task}: {report['examples']} {split} examples, {scores}")
+        print(pd.DataFrame.from_dict(report["per_label"], orient="index").round(3).to_string(), end="\n\n")
     output = output or model_folder(model_dir) / f"evaluation_{split}.json"
     with atomic_path(output) as tmp:
         tmp.write_text(json.dumps({"model": str(model_folder(model_dir)), "config": str(config_path), "split": split,

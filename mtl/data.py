@@ -423,14 +423,14 @@ def check_texts(texts: Sequence[str] | Sequence[Sequence[str]], words: bool = Fa
             if len(text) == 0 or not all(isinstance(word, str) and word for word in text):
                 raise TypeError(f"Item {i} must be a text or a non-empty list of non-empty strings, got {text!r:.60}")
             for word in text:
-                _check_unicode(word, f"Item {i}")
+                _check_item_unicode(word, f"Item {i}")
         elif isinstance(text, str):
-            _check_unicode(text, f"Item {i}")
+            _check_item_unicode(text, f"Item {i}")
         else:
             raise TypeError(f"Item {i} is {type(text).__name__}, not str: {text!r:.60}")
 
 
-def _check_unicode(text: str, item: str) -> None:
+def _check_item_unicode(text: str, item: str) -> None:
     """A lone surrogate is named here: the tokenizer's own TypeError names neither the item nor the problem."""
     position = lone_surrogate(text)
     if position is not None:

@@ -108,9 +108,88 @@ def sharing() -> str:
     return table(["a - b", "task", "a", "b", "difference (95 % interval)"], rows)
 
 
+RECIPE_METRICS = ["topic/accuracy", "sentiment/macro_f1", "ner/entity_f1"]
+
+
+def mean_std(mean: float, std: float) -> str:
+    return "-" if mean != mean else f3(mean) if std != std else f"{mean:.3f} ± {std:.3f}"  # NaN: not recorded / 1 seed
+
+
+def provenance_line(study_names: list[str]) -> str:
+    """Where the recorded runs come from: commits, CPUs, dates and total hours (from each record's provenance)."""
+    from mtl import studies
+
+    runs = [r for name in study_names for r in studies.recorded(name)]
+    if not runs:
+        return "_No run recorded yet: `make results`._\n"
+    about = lambda key: ", ".join(sorted({r["provenance"][key] for r in runs}))  # noqa: E731
+    dates = sorted(r["provenance"]["date"] for r in runs)
+    return (f"_{len(runs)} runs, {sum(r['seconds'] for r in runs) / 3600:.1f} h in all, `{about('command')}` at "
+            f"commit {about('commit')} on {about('cpu')}, {dates[0]} to {dates[-1]}._\n")
+
+
+def full_scale_recipe() -> str:
+    """Study 1 (``mtl.studies``): the recipe on all training data, mean ± std over recorded seeds, and every baseline
+    fitted on the same full training data, on the test splits."""
+    from mtl import studies
+
+    model = studies.seed_table("recipe", RECIPE_METRICS)
+    rows = [[f"multi-task model, all training data ({int(n)} seed{'s' * (n > 1)})",
+             *(mean_std(model.loc[setup, f"{m} mean"], model.loc[setup, f"{m} std"]) for m in RECIPE_METRICS)]
+            for setup, n in model.seeds.items()]
+    for record in studies.recorded("baselines"):
+        for method, scores in record["results"]["test"].items():
+            rows.append([f"{method} (all training data)", *(f3(scores[m]) if m in scores else "-" for m in RECIPE_METRICS)])
+    rows.append(["issue 14's target", "0.920", "0.680", "0.700"])
+    return table(["method", "topic accuracy", "sentiment macro-F1", "NER entity F1 (vs spaCy)"], rows) + "\n" + \
+        provenance_line(["recipe", "baselines"])
+
+
+def full_scale_freezing() -> str:
+    """Study 3 (``mtl.studies``): sentiment test macro-F1 (mean ± std over recorded seeds) per method and number of
+    training sentences."""
+    from mtl import studies
+
+    frame = studies.seed_table("freezing", ["sentiment/macro_f1"])
+    sizes = [f"n={size or 'all'}" for size in studies.SIZES]
+    rows = []
+    for method in studies.METHODS:
+        cells = []
+        for size in sizes:
+            setup = f"{method}, {size}"
+            cells.append(mean_std(frame.loc[setup, "sentiment/macro_f1 mean"], frame.loc[setup, "sentiment/macro_f1 std"])
+                         + f" ({int(frame.loc[setup, 'seeds'])})" if setup in frame.index else "-")
+        rows.append([method, *cells])
+    header = ["method", *(f"{s.removeprefix('n=')} sentences" for s in sizes)]
+    return table(header, rows) + "\n" + provenance_line(["freezing"])
+
+
+def full_scale_freezing_gains() -> str:
+    """Study 3: each method minus heads only per training size, paired bootstrap over test sentences and seeds."""
+    from mtl import studies
+
+    gains = studies.freezing_gains()
+    if gains.empty:
+        return "_No pair of runs recorded yet._\n"
+    sizes = list(dict.fromkeys(size for _, size in gains.index))
+    rows = []
+    for method in dict.fromkeys(method for method, _ in gains.index):
+        cells = []
+        for size in sizes:
+            if (method, size) not in gains.index:
+                cells.append("-")
+                continue
+            g = gains.loc[(method, size)]
+            cells.append(f"{g.difference:+.3f} ({g.ci_low:+.3f} to {g.ci_high:+.3f}), {int(g.seeds)} seed{'s' * (g.seeds > 1)}")
+        rows.append([f"{method} - heads only", *cells])
+    return table(["sentiment macro-F1", *(f"{size} sentences" for size in sizes)], rows)
+
+
 BLOCKS: dict[str, Callable[[], str]] = {"embeddings": embeddings, "embedding-orders": embedding_orders,
                                         "transfer": transfer, "bigger-encoder": bigger_encoder, "test-split": test_split,
-                                        "model-vs-baselines": model_vs_baselines, "sharing": sharing}
+                                        "model-vs-baselines": model_vs_baselines, "sharing": sharing,
+                                        "full-scale-recipe": full_scale_recipe, "full-scale-freezing": full_scale_freezing,
+                                        "full-scale-freezing-gains": full_scale_freezing_gains}
 
 
 def render(text: str) -> str:

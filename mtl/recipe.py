@@ -37,9 +37,11 @@ FINAL_MODEL_DIR = CACHE_DIR / "final-model"
 
 
 def recipe_data(tasks: Sequence[str] = TASKS, seed: int = 0, val_limit: int | None = VAL_LIMIT,
-                train_limit: int | None = TRAIN_LIMIT) -> tuple[dict[str, list[Example]], dict[str, list[Example]]]:
-    """Training and validation sets of the recipe (stratified subsamples, fixed by ``seed``; None: all)."""
-    return load_datasets(tasks, "train", train_limit, seed), load_datasets(tasks, "validation", val_limit, seed)
+                full_data: bool = False) -> tuple[dict[str, list[Example]], dict[str, list[Example]]]:
+    """Training and validation sets of the recipe: stratified subsamples (``TRAIN_LIMIT``, ``val_limit``; fixed by
+    ``seed``), or with ``full_data`` every training example (the full-scale studies of ``mtl.studies``)."""
+    return (load_datasets(tasks, "train", None if full_data else TRAIN_LIMIT, seed),
+            load_datasets(tasks, "validation", val_limit, seed))
 
 
 def without_labels(examples: Sequence[Example], task: str) -> list[Example]:
@@ -50,14 +52,14 @@ def without_labels(examples: Sequence[Example], task: str) -> list[Example]:
 def train_recipe(tasks: Sequence[str] = TASKS, seed: int = 0, steps_per_epoch: int | None = None,
                  prefix_cache: PrefixCache | None = None, val_limit: int = VAL_LIMIT,
                  datasets: Sequence[str] | None = None, drop_labels: Sequence[tuple[str, str]] = (),
-                 train_limit: int | None = TRAIN_LIMIT, **overrides) -> tuple[MultiTaskModel, pd.DataFrame]:
+                 full_data: bool = False, **overrides) -> tuple[MultiTaskModel, pd.DataFrame]:
     """Build and train the recipe's model for ``tasks``; the data subsample is the same for every seed.
     ``datasets``: the training sets it draws batches from (default: each task's own), e.g. ``("topic", "ner")`` for
     a topic model that also learns from the NER sentences' topic labels; ``drop_labels``: (dataset, task) labels
     removed from the training data, e.g. ``[("ner", "topic")]``. Validation: each task's own set.
     ``val_limit`` shrinks the validation sets (a short run that keeps its only epoch needs little validation);
-    ``train_limit``: training examples per dataset at most (None: all, the full-scale studies of ``mtl.studies``)."""
-    train_sets, _ = recipe_data(tuple(datasets or tasks), train_limit=train_limit)
+    ``full_data``: all training examples instead of the recipe's subsample (``recipe_data``)."""
+    train_sets, _ = recipe_data(tuple(datasets or tasks), full_data=full_data)
     for dataset, task in drop_labels:
         train_sets[dataset] = without_labels(train_sets[dataset], task)
     _, val_sets = recipe_data(tasks, val_limit=val_limit)

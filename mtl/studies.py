@@ -20,12 +20,14 @@ import argparse
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
 
+import pandas as pd
+
 from mtl import evaluation as ev
-from mtl import recipe
+from mtl import recipe, sharing
 from mtl.data import TASK_LABELS, Example
 from mtl.experiments import Scenario
 from mtl.lora import add_lora
-from mtl.metrics import TaskPredictions
+from mtl.metrics import TaskPredictions, paired_bootstrap
 from mtl.paths import RESULTS_DIR
 from mtl.prefix_cache import PrefixCache
 from mtl.task_kinds import task_kind
@@ -77,7 +79,7 @@ def baseline_runs() -> list[StudyRun]:
 def sharing_runs(seeds: Sequence[int] = SEEDS) -> list[StudyRun]:
     sizes, steps = full_epoch()  # the multi-task model's epoch; single-task models get their share of it
     runs = []
-    for setup, models in ev.study_setups(sizes, steps).items():
+    for setup, models in sharing.study_setups(sizes, steps).items():
         params = {"models": [asdict(model) for model in models], "val_limit": VAL_LIMIT, "model": recipe.MODEL,
                   "config": asdict(FULL_RECIPE)}
         runs += [StudyRun("sharing", setup, seed, params) for seed in seeds]
@@ -159,7 +161,7 @@ def _tests(tasks: Sequence[str]) -> dict[str, list[Example]]:
 def _execute_recipe(run: StudyRun) -> dict:
     frozen, (sizes, steps) = FULL_RECIPE.freeze, full_epoch()
     model, history = recipe.train_recipe(seed=run.seed, steps_per_epoch=steps, prefix_cache=cache_for(frozen),
-                                         val_limit=VAL_LIMIT, train_limit=None, **_overrides(FULL_RECIPE))
+                                         val_limit=VAL_LIMIT, full_data=True, **_overrides(FULL_RECIPE))
     return {"train_sizes": sizes, **kept_epoch(history), **scored(model, _tests(recipe.TASKS), frozen)}
 
 
@@ -174,7 +176,7 @@ def _execute_sharing(run: StudyRun) -> dict:
     for spec in run.params["models"]:
         model, history = recipe.train_recipe(tuple(spec["tasks"]), run.seed, spec["steps"], cache_for(frozen),
                                              VAL_LIMIT, spec["datasets"], [tuple(d) for d in spec["drop_labels"]],
-                                             train_limit=None, **_overrides(FULL_RECIPE))
+                                             full_data=True, **_overrides(FULL_RECIPE))
         one = scored(model, tests, frozen)
         results["test"] |= one["test"]
         results["predictions"] |= one["predictions"]
@@ -248,6 +250,60 @@ def records(runs: Sequence[StudyRun]) -> list[dict]:
         if record is not None and record.get("digest") == run.digest():
             out.append(record)
     return out
+
+
+def recorded(study: str, seeds: Sequence[int] = SEEDS) -> list[dict]:
+    """The current records of one study (runs not yet recorded, or recorded by another definition, are left out)."""
+    runs = {"recipe": recipe_runs, "sharing": sharing_runs, "freezing": freezing_runs}
+    return records(baseline_runs() if study == "baselines" else runs[study](seeds))
+
+
+def seed_table(study: str, metrics: Sequence[str]) -> pd.DataFrame:
+    """Per setup of a study's recorded runs: the number of seeds, each test metric as mean and std over seeds, and the
+    mean wall time per run (s)."""
+    rows = []
+    for record in recorded(study):
+        rows.append({"setup": record["setup"], "seed": record["seed"], "seconds": record["seconds"],
+                     **{m: record["results"]["test"].get(m) for m in metrics}})
+    if not rows:
+        return pd.DataFrame(columns=["seeds", *metrics, "seconds"])
+    frame = pd.DataFrame(rows)
+    grouped = frame.groupby("setup", sort=False)
+    table = pd.DataFrame({"seeds": grouped.seed.count()})
+    for metric in metrics:
+        table[f"{metric} mean"], table[f"{metric} std"] = grouped[metric].mean(), grouped[metric].std(ddof=1)
+    table["seconds"] = grouped.seconds.mean()
+    return table
+
+
+def paired(study: str, a: str, b: str, task: str, n_resamples: int = 2000) -> dict[str, float] | None:
+    """Paired bootstrap of setup a against setup b of one study on ``task``'s test split, paired by test example and
+    by the seeds both have recorded (None if they share no seed)."""
+    by_key = {(r["setup"], r["seed"]): r for r in recorded(study)}
+    seeds = sorted({s for (setup, s) in by_key if setup == a} & {s for (setup, s) in by_key if setup == b})
+    if not seeds:
+        return None
+    tests = _tests([task])[task]
+    preds = {setup: [expand(task, by_key[setup, s]["results"]["predictions"][task], tests) for s in seeds]
+             for setup in (a, b)}
+    return paired_bootstrap(preds[a], preds[b], n_resamples)
+
+
+def freezing_gains(reference: str = "heads only", n_resamples: int = 2000) -> pd.DataFrame:
+    """Each method minus ``reference`` on sentiment test macro-F1 per training size: the paired bootstrap over test
+    sentences and the seeds both have recorded (rows only where both have one)."""
+    rows = {}
+    for size in SIZES:
+        for method in METHODS:
+            if method == reference:
+                continue
+            result = paired("freezing", f"{method}, n={size or 'all'}", f"{reference}, n={size or 'all'}", "sentiment",
+                            n_resamples)
+            if result is not None:
+                rows[method, size or "all"] = {k: result[k] for k in ("difference", "ci_low", "ci_high", "seeds")}
+    if not rows:
+        return pd.DataFrame(columns=["difference", "ci_low", "ci_high", "seeds"])
+    return pd.DataFrame(rows).T.rename_axis(["method", "train size"])
 
 
 def main(argv: Sequence[str] | None = None) -> None:

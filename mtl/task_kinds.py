@@ -16,9 +16,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 import torch
+from seqeval.metrics import classification_report as seqeval_report
 from seqeval.metrics.sequence_labeling import get_entities
-from sklearn.metrics import accuracy_score, f1_score
+from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 from sklearn.utils.class_weight import compute_class_weight
 from torch import Tensor
 
@@ -98,6 +100,10 @@ class TaskKind:
         """``metric`` (default ``main_metric``) from ``example_statistics`` summed over examples (..., k)."""
         raise NotImplementedError
 
+    def breakdown(self, true: Sequence, pred: Sequence, labels: Sequence[str]) -> pd.DataFrame:
+        """Precision, recall, F1 and support per label (class, entity type, ...): the table behind the main score."""
+        raise NotImplementedError
+
     def confusion_inputs(self, true: Sequence, pred: Sequence, labels: Sequence[str]) -> tuple[list, list, list]:
         """(true, predicted, label order) of the units a confusion matrix counts."""
         raise NotImplementedError
@@ -153,6 +159,12 @@ class SentenceKind(TaskKind):
         if metric == "accuracy":
             return correct.sum(-1) / true.sum(-1)  # every example is true for exactly one class
         return f1_from_counts(correct, predicted, true).mean(-1)
+
+    def breakdown(self, true, pred, labels):
+        """Per class, in label order (a class never predicted has precision 0): macro-F1's parts."""
+        precision, recall, f1, support = precision_recall_fscore_support(true, pred, labels=list(labels), average=None,
+                                                                         zero_division=0)
+        return pd.DataFrame({"precision": precision, "recall": recall, "f1": f1, "support": support}, index=list(labels))
 
     def confusion_inputs(self, true, pred, labels):
         return list(true), list(pred), list(labels)
@@ -221,6 +233,15 @@ class TokenKind(TaskKind):
             gold, guess = set(get_entities(list(gold))), set(get_entities(list(guess)))
             rows.append((len(gold & guess), len(guess), len(gold)))  # correct, predicted, true entities
         return np.asarray(rows, dtype=np.float64).reshape(-1, 3)
+
+    def breakdown(self, true, pred, labels):
+        """Per entity type, then the micro average (seqeval's default mode: an entity counts only if its type and
+        both boundaries match)."""
+        report = seqeval_report([list(t) for t in true], [list(p) for p in pred], output_dict=True, zero_division=0)
+        rows = {name: values for name, values in report.items() if name not in ("macro avg", "weighted avg")}
+        frame = pd.DataFrame(rows).T.rename(columns={"f1-score": "f1"})
+        frame["support"] = frame["support"].astype(int)
+        return frame[["precision", "recall", "f1", "support"]]
 
     def confusion_inputs(self, true, pred, labels):
         """Per word, B-/I- merged into the entity type."""

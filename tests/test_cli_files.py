@@ -90,10 +90,11 @@ def test_train_evaluate_and_predict_on_a_users_files(tmp_path, capsys, monkeypat
     assert "note: not scored, no test file: reviews" in printed.err
     scores = json.loads((tmp_path / "run" / "best" / "evaluation_test.json").read_text())["tasks"]
     assert list(scores) == ["topic", "news", "entities"]
-    assert list(scores["news"]["per_class"]) == ["business", "sport", "tech"] and scores["news"]["examples"] == 12
-    assert set(scores["entities"]["per_type"]) == {"LOC", "ORG", "PER", "micro avg"}
-    assert scores["entities"]["per_type"]["micro avg"]["f1"] == pytest.approx(scores["entities"]["entity_f1"])
-    assert f"news: 12 test examples, accuracy {scores['news']['accuracy']:.3f}" in printed.out
+    assert list(scores["news"]["per_label"]) == ["business", "sport", "tech"] and scores["news"]["examples"] == 12
+    assert set(scores["entities"]["per_label"]) == {"LOC", "ORG", "PER", "micro avg"}
+    assert scores["entities"]["per_label"]["micro avg"]["f1"] == pytest.approx(scores["entities"]["entity_f1"])
+    assert scores["news"]["main_metric"] == "macro_f1" and scores["entities"]["main_metric"] == "entity_f1"
+    assert f"news: 12 test examples, macro_f1 {scores['news']['macro_f1']:.3f}, accuracy" in printed.out
 
     test_texts = tmp_path / "news_test.txt"
     gold = [line.split("\t") for line in (tmp_path / "news_test.tsv").read_text().splitlines()]

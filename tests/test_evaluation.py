@@ -12,8 +12,9 @@ from mtl.baselines import most_frequent_tag
 from mtl.evaluation import (confident_mistakes, confusion, entity_report, inference_cost,
                             label_scores, label_table, mean_std, paired_by_group,
                             prediction_frame, predict_tests,
-                            Run, scores_by, seed_study, sentence_report, single_task_steps, stratified_positions,
+                            scores_by, sentence_report, stratified_positions,
                             subset, through_cache)
+from mtl.sharing import Run, seed_study, single_task_steps
 from mtl.metrics import (TaskPredictions, example_statistics, expected_calibration_error, main_score, paired_bootstrap,
                          reliability_table)
 from mtl.task_kinds import task_kind
