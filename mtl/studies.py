@@ -17,6 +17,7 @@ Usage: ``python -m mtl.studies [recipe baselines sharing freezing] [--seeds 0 1 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
 
@@ -86,11 +87,18 @@ def sharing_runs(seeds: Sequence[int] = SEEDS) -> list[StudyRun]:
     return runs
 
 
-def freezing_runs(seeds: Sequence[int] = SEEDS, sizes: Sequence[int | None] = SIZES) -> list[StudyRun]:
-    """Cheapest first (size, then method), seeds innermost so runs with one frozen bottom share a cache."""
+def freezing_runs(seeds: Sequence[int] = SEEDS, sizes: Sequence[int | None] = SIZES,
+                  methods: Sequence[str] | None = None) -> list[StudyRun]:
+    """Cheapest first (size, then method), seeds innermost so runs with one frozen bottom share a cache; ``methods``:
+    a subset of ``METHODS`` (default all)."""
+    unknown = set(methods or ()) - set(METHODS)
+    if unknown:
+        raise KeyError(f"Unknown method(s) {sorted(unknown)}; the methods are {list(METHODS)}.")
     runs = []
     for size in sizes:
         for method, scenario in METHODS.items():
+            if methods is not None and method not in methods:
+                continue
             params = {"task": "sentiment", "train_size": size, "val_limit": VAL_LIMIT, "scenario": asdict(scenario),
                       "config": asdict(FREEZING_BASE), "min_steps_per_epoch": MIN_STEPS_PER_EPOCH}
             runs += [StudyRun("freezing", f"{method}, n={size or 'all'}", seed, params) for seed in seeds]
@@ -312,12 +320,14 @@ def main(argv: Sequence[str] | None = None) -> None:
                         choices=["recipe", "baselines", "sharing", "freezing"])
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--sizes", nargs="+", default=None, help="freezing study sizes (numbers or 'all')")
+    parser.add_argument("--methods", nargs="+", default=None, choices=list(METHODS), help="freezing study methods")
     args = parser.parse_args(argv)
     sizes = SIZES if args.sizes is None else tuple(None if s == "all" else int(s) for s in args.sizes)
     by_study = {"recipe": lambda: recipe_runs(args.seeds), "baselines": baseline_runs,
-                "sharing": lambda: sharing_runs(args.seeds), "freezing": lambda: freezing_runs(args.seeds, sizes)}
+                "sharing": lambda: sharing_runs(args.seeds), "freezing": lambda: freezing_runs(args.seeds, sizes, args.methods)}
+    command = " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])])
     for study in args.studies:
-        run_study(by_study[study](), execute, STUDIES_DIR, COMMAND + " " + study)
+        run_study(by_study[study](), execute, STUDIES_DIR, command)
 
 
 if __name__ == "__main__":
