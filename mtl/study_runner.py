@@ -5,8 +5,9 @@ A ``StudyRun`` names one run (study, setup, seed) and holds every parameter that
 of all of that, so a record made under another definition is recognised and redone (``run_study``) or reported as
 stale (``stale_records``, used by the tests). Records are written atomically (temporary file, then rename): killing
 the process loses at most the run in progress. Each record carries its wall time and provenance (command, commit,
-CPU, library versions, date; ``mtl.results.provenance``). Wall time depends on what else the machine runs;
-``cpu_seconds`` (the process's CPU time over all its threads) does much less, so compare costs by it.
+CPU, library versions, date; ``mtl.results.provenance``), and its CPU time over all threads (``cpu_seconds``).
+Both depend on what else the machine runs (oversubscribed threads spin and wait): compare costs only between runs
+made under the same load, e.g. in one quiet session.
 """
 from __future__ import annotations
 
@@ -84,7 +85,7 @@ def run_study(runs: Sequence[StudyRun], execute: Callable[[StudyRun], dict], dir
         started, cpu_started = time.perf_counter(), time.process_time()
         results = execute(run)
         record = {**run.definition(), "digest": run.digest(), "seconds": round(time.perf_counter() - started, 1),
-                  "cpu_seconds": round(time.process_time() - cpu_started, 1),  # all threads; not inflated by other load
+                  "cpu_seconds": round(time.process_time() - cpu_started, 1),  # all threads
                   "provenance": provenance(command), "results": results}
         write_record(run.path(directory), record)
         bar.update()
