@@ -56,11 +56,20 @@ def read_record(path: Path) -> dict | None:
         return None
 
 
+def record_text(value, indent: str = "") -> str:
+    """JSON with one key per line and every list on one line: readable settings and scores, compact predictions."""
+    if isinstance(value, dict) and value:
+        inner = indent + " "
+        items = [f"{inner}{json.dumps(str(key))}: {record_text(value[key], inner)}" for key in sorted(value, key=str)]
+        return "{\n" + ",\n".join(items) + "\n" + indent + "}"
+    return json.dumps(value, separators=(",", ":"))
+
+
 def write_record(path: Path, record: dict) -> None:
     """Write ``record`` as JSON so that the file is either the old one or the complete new one, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(record, indent=1, sort_keys=True))
+    temporary.write_text(record_text(record) + "\n")
     os.replace(temporary, path)
 
 

@@ -25,6 +25,16 @@ def test_each_run_is_recorded_with_results_seconds_and_provenance(tmp_path):
     assert {"command", "commit", "cpu", "torch", "date"} <= set(on_disk["provenance"])
 
 
+def test_records_keep_every_value_and_put_each_list_on_one_line(tmp_path):
+    from mtl.study_runner import write_record
+
+    record = {"b": {"scores": {"x": 0.5}, "predictions": [[1, 2], [3]]}, "a": [1, 2, 3], "c": "text", "d": {}}
+    write_record(tmp_path / "r.json", record)
+    text = (tmp_path / "r.json").read_text()
+    assert read_record(tmp_path / "r.json") == record
+    assert '"predictions": [[1,2],[3]]' in text and '"a": [1,2,3]' in text and len(text.splitlines()) == 11
+
+
 def test_a_rerun_skips_recorded_runs_and_redoes_changed_or_unreadable_ones(tmp_path):
     run_study(RUNS, counting_execute([]), tmp_path, progress=False)
     calls = []
