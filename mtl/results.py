@@ -114,8 +114,8 @@ class NotebookResults:
 
 
 def provenance(command: str) -> dict[str, str]:
-    """Where a recorded result comes from: the command, git commit (+ "dirty" if the tree had changes), CPU model
-    and cores, library versions, date (UTC)."""
+    """Where a recorded result comes from: the command, git commit (+ "dirty" if tracked files had changes; new
+    untracked files, such as the records a study writes, do not count), CPU model and cores, library versions, date (UTC)."""
     import platform
     import subprocess
     from datetime import datetime, timezone
@@ -131,7 +131,7 @@ def provenance(command: str) -> dict[str, str]:
     import torch
 
     cpu = f"{cpu} ({torch.backends.cpu.get_cpu_capability()})"  # the vector ISA torch's kernels use: AVX2, AVX512...
-    return {"command": command, "commit": git("rev-parse", "--short", "HEAD") + (" dirty" if git("status", "--porcelain") else ""),
+    return {"command": command, "commit": git("rev-parse", "--short", "HEAD") + (" dirty" if git("status", "--porcelain", "--untracked-files=no") else ""),
             "cpu": f"{cpu}, {os.cpu_count()} cores", "python": platform.python_version(),
             **{name: version(name) for name in ("torch", "transformers", "sentence-transformers", "scikit-learn")},
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}

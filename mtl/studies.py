@@ -297,6 +297,24 @@ def paired(study: str, a: str, b: str, task: str, n_resamples: int = 2000) -> di
     return paired_bootstrap(preds[a], preds[b], n_resamples)
 
 
+def recipe_against_baselines(n_resamples: int = 2000) -> pd.DataFrame:
+    """The full-scale recipe (every recorded seed) minus each baseline on each task it predicts, main score on the
+    test split: paired bootstrap over test examples (a baseline is deterministic: the same predictions for every
+    seed). Empty until both studies have records."""
+    model, baselines = recorded("recipe"), recorded("baselines")
+    if not model or not baselines:
+        return pd.DataFrame(columns=["a", "b", "difference", "ci_low", "ci_high", "seeds"])
+    rows = {}
+    for method, by_task in baselines[0]["results"]["predictions"].items():
+        for task, predicted in by_task.items():
+            tests = _tests([task])[task]
+            ours = [expand(task, r["results"]["predictions"][task], tests) for r in model]
+            theirs = expand(task, predicted, tests)
+            result = paired_bootstrap(ours, [theirs] * len(ours), n_resamples)
+            rows[method, task] = {k: result[k] for k in ("a", "b", "difference", "ci_low", "ci_high", "seeds")}
+    return pd.DataFrame(rows).T.rename_axis(["baseline", "task"])
+
+
 def freezing_gains(reference: str = "heads only", n_resamples: int = 2000) -> pd.DataFrame:
     """Each method minus ``reference`` on sentiment test macro-F1 per training size: the paired bootstrap over test
     sentences and the seeds both have recorded (rows only where both have one)."""
