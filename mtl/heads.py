@@ -1,7 +1,8 @@
 """Task heads: small modules on top of the shared encoder.
 
 Which encoder output a head reads is its task kind's choice (``mtl.task_kinds``): a sentence head reads the pooled
-sentence embedding (B, D), a token head the token embeddings (B, T, H) taken from the backbone before pooling. Both are a linear layer, or an MLP with dropout when ``hidden_dim`` is set.
+sentence embedding (B, D), a token head the token embeddings (B, T, H) taken from the backbone before pooling.
+Both are a linear layer, or an MLP with dropout when ``hidden_dim`` is set.
 """
 from __future__ import annotations
 
