@@ -14,7 +14,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
@@ -25,7 +24,7 @@ from mtl.encoder import SentenceEncoder
 from mtl.freezing import eval_frozen
 from mtl.heads import ClassificationHead, TaskSpec
 from mtl.precision import autocast
-from mtl.task_kinds import IGNORE, task_kind
+from mtl.task_kinds import IGNORE, task_kind  # noqa: F401  (IGNORE: the target value collate leaves unscored)
 from mtl.utils import length_sorted_batches
 from mtl.words import joined_words, split_words
 
@@ -118,31 +117,21 @@ class MultiTaskModel(nn.Module):
             raise ValueError(f"Task {task!r}: {problem}.")
         return kind.label_ids(label, spec.labels)
 
-    @staticmethod
-    def task_loss_sums(logits: dict[str, Tensor], labels: dict[str, Tensor],
+    def task_loss_sums(self, logits: dict[str, Tensor], labels: dict[str, Tensor],
                        class_weights: Mapping[str, Tensor] | None = None) -> dict[str, tuple[Tensor, Tensor]]:
-        """Per task with labels in the batch: (sum of cross-entropy over its labelled positions, each weighted by
-        its class weight ``class_weights[task]`` if given; the sum of those weights). Their ratio is the task's mean
-        loss; kept apart so that a batch split over processes can be divided by the whole batch's weight."""
+        """Per task with labels in the batch: its kind's loss summed over its labelled positions, each weighted by
+        its class weight ``class_weights[task]`` if given, and the sum of those weights (``TaskKind.loss_sum``).
+        Their ratio is the task's mean loss; kept apart so that a batch split over processes can be divided by the
+        whole batch's weight."""
         class_weights = class_weights or {}
-        sums = {}
-        for name in labels:
-            if name not in logits:
-                continue
-            target, weight = labels[name].flatten(), class_weights.get(name)  # (N,) over rows or tokens
-            labelled = target[target != IGNORE]
-            total = weight[labelled].sum() if weight is not None else torch.tensor(float(len(labelled)))
-            loss = F.cross_entropy(logits[name].flatten(0, -2), target, ignore_index=IGNORE, weight=weight,
-                                   reduction="sum")
-            sums[name] = (loss, total.to(loss.device))
-        return sums
+        return {name: task_kind(self.tasks[name].kind).loss_sum(logits[name], labels[name], class_weights.get(name))
+                for name in labels if name in logits}
 
-    @classmethod
-    def task_losses(cls, logits: dict[str, Tensor], labels: dict[str, Tensor],
+    def task_losses(self, logits: dict[str, Tensor], labels: dict[str, Tensor],
                     class_weights: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
-        """Mean cross-entropy per task over the labelled positions (weighted per class by ``class_weights[task]``
-        when given: a weighted mean); tasks without labels in the batch are left out."""
-        return {name: loss / total for name, (loss, total) in cls.task_loss_sums(logits, labels, class_weights).items()
+        """Mean loss per task over the labelled positions (weighted per class by ``class_weights[task]`` when
+        given: a weighted mean); tasks without labels in the batch are left out."""
+        return {name: loss / total for name, (loss, total) in self.task_loss_sums(logits, labels, class_weights).items()
                 if total > 0}
 
     # ---- inference -----------------------------------------------------------------------------------------

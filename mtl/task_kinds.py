@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from seqeval.metrics import classification_report as seqeval_report
 from seqeval.metrics.sequence_labeling import get_entities
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
@@ -107,6 +108,16 @@ class TaskKind:
     def confusion_inputs(self, true: Sequence, pred: Sequence, labels: Sequence[str]) -> tuple[list, list, list]:
         """(true, predicted, label order) of the units a confusion matrix counts."""
         raise NotImplementedError
+
+    def loss_sum(self, logits: Tensor, target: Tensor, weight: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(summed loss, summed weight) over the labelled positions of a batch: cross-entropy on logits (..., C)
+        against ``targets`` (...), ``IGNORE`` skipped, each position weighted by its class's ``weight`` (K,) if given.
+        A kind with another loss overrides this."""
+        target = target.flatten()  # (N,) over rows or tokens
+        labelled = target[target != IGNORE]
+        total = weight[labelled].sum() if weight is not None else torch.tensor(float(len(labelled)))
+        loss = F.cross_entropy(logits.flatten(0, -2), target, ignore_index=IGNORE, weight=weight, reduction="sum")
+        return loss, total.to(loss.device)
 
     def class_weights(self, seen: Sequence, labels: Sequence[str]) -> Tensor | None:
         """(K,) loss weights of the classes for ``TrainConfig(class_weighting="balanced")``; None: not weighted."""
