@@ -195,7 +195,7 @@ def full_scale_freezing_gains() -> str:
                 cells.append("-")
                 continue
             g = gains.loc[(method, size)]
-            cells.append(f"{g.difference:+.3f} ({g.ci_low:+.3f} to {g.ci_high:+.3f}), {int(g.seeds)} seed{'s' * (g.seeds > 1)}")
+            cells.append(f"{g.difference:+.3f} ({g.ci_low:+.3f} to {g.ci_high:+.3f}), {int(g.seeds)} seed{'s' * (int(g.seeds) > 1)}")
         rows.append([f"{method} - heads only", *cells])
     return table(["sentiment macro-F1", *(f"{size} sentences" for size in sizes)], rows)
 

@@ -67,3 +67,17 @@ def test_spot_check_the_cheapest_run_reproduces_its_record():
     again = studies.execute(SPOT_CHECK)
     assert again["train_size"] == record["results"]["train_size"] == 250
     assert again["test"] == pytest.approx(record["results"]["test"], abs=SPOT_TOLERANCE)
+
+
+def test_readme_claims_about_the_full_scale_recipe_hold_on_the_records():
+    """README: at full scale the model is ahead of every baseline (interval above 0) except the frozen-MiniLM probe
+    on topic (interval across 0); sentiment reaches issue 14's target, topic and NER do not."""
+    gaps = studies.recipe_against_baselines(n_resamples=1000)
+    if gaps.empty:
+        pytest.skip("the recipe and baselines studies are not recorded yet")
+    probe = ("frozen MiniLM + LR", "topic")
+    assert gaps.loc[probe, "ci_low"] < 0 < gaps.loc[probe, "ci_high"]
+    assert (gaps.drop(index=[probe]).ci_low > 0).all()
+    means = studies.seed_table("recipe", ["topic/accuracy", "sentiment/macro_f1", "ner/entity_f1"]).iloc[0]
+    assert means["sentiment/macro_f1 mean"] >= 0.68 and means["topic/accuracy mean"] < 0.92
+    assert means["ner/entity_f1 mean"] < 0.70
