@@ -32,7 +32,7 @@ from mtl.metrics import TaskPredictions, paired_bootstrap
 from mtl.paths import RESULTS_DIR
 from mtl.prefix_cache import PrefixCache
 from mtl.task_kinds import task_kind
-from mtl.study_runner import StudyRun, read_record, run_study
+from mtl.study_runner import StudyRun, current_record, run_study
 from mtl.tasks import build_model, load_datasets, task_spec
 from mtl.train import TrainConfig, train
 from mtl.utils import set_seed
@@ -252,12 +252,7 @@ def all_runs(seeds: Sequence[int] = SEEDS) -> list[StudyRun]:
 
 def records(runs: Sequence[StudyRun]) -> list[dict]:
     """The records of those ``runs`` that are recorded for their current definition (others are left out)."""
-    out = []
-    for run in runs:
-        record = read_record(run.path(STUDIES_DIR))
-        if record is not None and record.get("digest") == run.digest():
-            out.append(record)
-    return out
+    return [record for record in (current_record(run, STUDIES_DIR) for run in runs) if record is not None]
 
 
 def recorded(study: str, seeds: Sequence[int] = SEEDS) -> list[dict]:

@@ -73,9 +73,14 @@ def write_record(path: Path, record: dict) -> None:
     os.replace(temporary, path)
 
 
-def is_current(run: StudyRun, directory: Path) -> bool:
+def current_record(run: StudyRun, directory: Path) -> dict | None:
+    """The run's record if it was made by this definition (same digest), else None."""
     record = read_record(run.path(directory))
-    return record is not None and record.get("digest") == run.digest()
+    return record if record is not None and record.get("digest") == run.digest() else None
+
+
+def is_current(run: StudyRun, directory: Path) -> bool:
+    return current_record(run, directory) is not None
 
 
 def run_study(runs: Sequence[StudyRun], execute: Callable[[StudyRun], dict], directory: Path,
