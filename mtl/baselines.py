@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +21,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 
+from mtl.data import Example
 from mtl.encoder import SentenceEncoder
 
 # Logistic regression is fitted to convergence, not to sklearn's default tol=1e-4: on the sentiment TF-IDF features
@@ -115,3 +116,59 @@ def most_frequent_tag(train_words: Sequence[Sequence[str]], train_tags: Sequence
             counts[word][tag] += 1
     best = {word: tags.most_common(1)[0][0] for word, tags in counts.items()}
     return [[best.get(word, default) for word in words] for words in test_words]
+
+
+# Which tasks each baseline predicts, by default: a text classifier for every sentence task, VADER for sentiment, the
+# per-word lookup for the token task (and the majority class there too: "O" for every word).
+BASELINE_TASKS: dict[str, tuple[str, ...]] = {
+    "majority class": ("topic", "sentiment", "ner"), "TF-IDF + LR": ("topic", "sentiment"),
+    "frozen MiniLM + LR": ("topic", "sentiment"), "VADER lexicon": ("sentiment",),
+    "most frequent tag per word": ("ner",)}
+
+
+@dataclass
+class BaselineFits:
+    """Every baseline's test predictions and what validation chose for it."""
+
+    predictions: dict[str, dict[str, list]]  # {method: {task: one label per test text, or one per word}}
+    choices: dict[tuple[str, str], dict]  # {(method, task): C, class_weight, validation macro-F1} (fitted ones)
+
+
+def fit_baselines(train_sets: Mapping[str, Sequence[Example]], val_sets: Mapping[str, Sequence[Example]],
+                  test_sets: Mapping[str, Sequence[Example]], methods: Mapping[str, Sequence[str]] | None = None,
+                  encoder: SentenceEncoder | None = None) -> BaselineFits:
+    """The baselines of ``methods`` ({method: tasks}, default ``BASELINE_TASKS``) on the tasks of ``test_sets`` they
+    apply to, fitted on ``train_sets`` and tuned on ``val_sets`` (logistic regressions: ``LOGREG_GRID``).
+    "frozen MiniLM + LR" needs the pretrained ``encoder`` (serve its frozen layers from a cache around this call)."""
+    methods = BASELINE_TASKS if methods is None else methods
+    unknown = set(methods) - set(BASELINE_TASKS)
+    if unknown:
+        raise KeyError(f"Unknown baseline(s) {sorted(unknown)}; the baselines are {list(BASELINE_TASKS)}.")
+    if "frozen MiniLM + LR" in methods and encoder is None:
+        raise ValueError("'frozen MiniLM + LR' needs the pretrained encoder: pass encoder=.")
+    texts = lambda examples: [ex.text for ex in examples]  # noqa: E731
+    labels = lambda examples, task: [ex.labels[task] for ex in examples]  # noqa: E731
+    words = lambda examples: [ex.words for ex in examples]  # noqa: E731
+    fitters = {"TF-IDF + LR": tfidf_logreg,
+               "frozen MiniLM + LR": lambda *args: embedding_logreg(encoder, *args)}
+    fits = BaselineFits({}, {})
+    for method, tasks in methods.items():
+        for task in (t for t in tasks if t in test_sets):
+            test = test_sets[task]
+            by_words = isinstance(train_sets[task][0].labels[task], list)  # a tag per word (token task)
+            if method == "majority class" and by_words:
+                tag = Counter(t for tags in labels(train_sets[task], task) for t in tags).most_common(1)[0][0]
+                predicted = [[tag] * len(ex.words) for ex in test]
+            elif method == "majority class":
+                predicted = majority(labels(train_sets[task], task), len(test))
+            elif method == "VADER lexicon":
+                predicted = vader_lexicon(texts(test))
+            elif method == "most frequent tag per word":
+                predicted = most_frequent_tag(words(train_sets[task]), labels(train_sets[task], task), words(test))
+            else:
+                fit = fitters[method](texts(train_sets[task]), labels(train_sets[task], task), texts(test),
+                                      (texts(val_sets[task]), labels(val_sets[task], task)))
+                predicted = fit.predictions
+                fits.choices[method, task] = {**fit.params, "validation macro-F1": fit.validation_macro_f1}
+            fits.predictions.setdefault(method, {})[task] = predicted
+    return fits

@@ -10,6 +10,7 @@ import matplotlib
 if not os.environ.get("MPLBACKEND"):  # Jupyter kernels set it (inline backend): keep theirs so figures render
     matplotlib.use("Agg")  # headless: CI and `make all` have no display
 import matplotlib.pyplot as plt
+from matplotlib.ticker import NullFormatter
 import numpy as np
 import seaborn as sns
 
@@ -66,3 +67,59 @@ def projection_scatter(ax: plt.Axes, points: np.ndarray, labels: Sequence[str], 
                     linewidth=0, palette="tab10")
     ax.set(title=title, xticks=[], yticks=[], xlabel="PC 1", ylabel="PC 2")
     ax.legend(fontsize=7, markerscale=1.5, loc="best")
+
+
+def transfer_tradeoffs(runs, tasks: Sequence[str], floor: str = "all frozen", labels_below: Sequence[str] = (),
+                       title: str = "") -> plt.Figure:
+    """Notebook 03's trade-off grid: per task (rows) the validation accuracy of each scenario (mean ± std over seeds)
+    against its trainable parameters and its wall time per run (columns, log scales); ``floor`` (a scenario with
+    nothing trained) is the dashed line; from-scratch scenarios (names starting "scratch") are squares;
+    ``labels_below``: scenarios whose label goes under their point (a twin that shares its x)."""
+    columns = [f"{task}/accuracy" for task in tasks]
+    grouped = runs.groupby("scenario", sort=False)
+    means, stds = grouped[["trainable", "seconds", *columns]].mean(), grouped[columns].std()
+    shown = [s for s in means.index if s != floor]
+    fig, axes = plt.subplots(len(tasks), 2, figsize=(13, 4.5 * len(tasks)), sharey="row", squeeze=False)
+    for row, column in enumerate(columns):
+        for col, (x, label) in enumerate([("trainable", "trainable parameters (log)"),
+                                          ("seconds", "wall time per run, s (log)")]):
+            ax = axes[row, col]
+            for scenario in shown:
+                point = (means.loc[scenario, x], means.loc[scenario, column])
+                ax.errorbar(*point, stds.loc[scenario, column], fmt="s" if scenario.startswith("scratch") else "o",
+                            capsize=3, label=scenario)
+                ax.annotate(scenario, point, fontsize=7, textcoords="offset points",
+                            xytext=(4, -10 if scenario in labels_below else 4))
+            if floor in means.index:
+                ax.axhline(means.loc[floor, column], color="grey", ls="--", lw=1)
+            ax.set(xscale="log", xlabel=label, ylabel=f"{tasks[row]} accuracy (validation)")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # decades only: minor labels overlap
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def learning_curves(curves, metric: str = "sentiment macro-F1 (test)", title: str = "") -> plt.Figure:
+    """One line per method (``mtl.studies.freezing_curves``: mean ± std over seeds per training size) of the test
+    score against training examples, wall time per run and trainable parameters (log scales); the marker grows with
+    the training size, so the three panels can be read together."""
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8), sharey=True)
+    sizes = sorted(curves.train_size.unique())
+    marker_size = {n: 4 + 3 * i for i, n in enumerate(sizes)}
+    for method, rows in curves.groupby("method", sort=False):
+        rows = rows.sort_values("train_size")
+        colour = None
+        for ax, x in zip(axes, ["train_size", "seconds", "trainable"]):
+            line = ax.errorbar(rows[x], rows["mean"], rows["std"].fillna(0), capsize=3, label=method, color=colour,
+                               marker="none", ls="-" if x != "trainable" else "none", alpha=0.9)
+            colour = line.lines[0].get_color()
+            ax.scatter(rows[x], rows["mean"], s=[marker_size[n] ** 2 for n in rows.train_size], color=colour, zorder=3)
+    for ax, label in zip(axes, ["training sentences (log)", "wall time per run, s (log)", "trainable parameters (log)"]):
+        ax.set(xscale="log", xlabel=label)
+    axes[0].set_xticks(sizes, [f"{n:,}" for n in sizes])
+    axes[0].xaxis.set_minor_formatter(NullFormatter())
+    axes[0].set_ylabel(metric)
+    axes[0].legend(fontsize=8, loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -116,16 +116,10 @@ def mean_std(mean: float, std: float) -> str:
 
 
 def provenance_line(study_names: list[str]) -> str:
-    """Where the recorded runs come from: commits, CPUs, dates and total hours (from each record's provenance)."""
+    """The records' provenance (``mtl.studies.provenance``), in italics under a table."""
     from mtl import studies
 
-    runs = [r for name in study_names for r in studies.recorded(name)]
-    if not runs:
-        return "_No run recorded yet: `make results`._\n"
-    about = lambda key: ", ".join(sorted({r["provenance"][key] for r in runs}))  # noqa: E731
-    dates = sorted(r["provenance"]["date"] for r in runs)
-    return (f"_{len(runs)} runs, {sum(r['seconds'] for r in runs) / 3600:.1f} h in all, `{about('command')}` at "
-            f"commit {about('commit')} on {about('cpu')}, {dates[0]} to {dates[-1]}._\n")
+    return f"_{studies.provenance(study_names)}_\n"
 
 
 def full_scale_recipe() -> str:

@@ -25,6 +25,7 @@ import pandas as pd
 
 from mtl import evaluation as ev
 from mtl import recipe, sharing
+from mtl.baselines import fit_baselines
 from mtl.data import TASK_LABELS, Example
 from mtl.experiments import Scenario
 from mtl.lora import add_lora
@@ -209,35 +210,23 @@ def _execute_freezing(run: StudyRun) -> dict:
             **kept_epoch(history), **scored(model, _tests([task]), frozen)}
 
 
-def _execute_baselines() -> dict:
-    """Majority class, TF-IDF + LR and frozen-MiniLM + LR (C and class weighting tuned on validation), VADER and the
-    most frequent tag per word, all fitted on the full training splits; test predictions in ``compact`` form."""
-    from mtl.baselines import embedding_logreg, majority, most_frequent_tag, tfidf_logreg, vader_lexicon
+# The baselines of the full-scale study, {method: tasks}: as recorded (its majority class predicts no NER tags).
+STUDY_BASELINES = {"majority class": ("topic", "sentiment"), "TF-IDF + LR": ("topic", "sentiment"),
+                   "frozen MiniLM + LR": ("topic", "sentiment"), "VADER lexicon": ("sentiment",),
+                   "most frequent tag per word": ("ner",)}
 
+
+def _execute_baselines() -> dict:
+    """``mtl.baselines.fit_baselines`` (C and class weighting tuned on validation) on the full training splits; test
+    predictions in ``compact`` form."""
     train_sets, tests = load_datasets(recipe.TASKS, "train"), _tests(recipe.TASKS)
     val_sets = load_datasets(recipe.TASKS, "validation", VAL_LIMIT)
     pretrained = build_model(recipe.TASKS, **recipe.MODEL)
-    texts = lambda examples: [ex.text for ex in examples]  # noqa: E731
-    labels = lambda examples, task: [ex.labels[task] for ex in examples]  # noqa: E731
-    predicted, choices = {}, {}
     with ev.through_cache(pretrained, cache_for(["encoder"]), ["encoder"]):
-        for task in ("topic", "sentiment"):
-            train_x, test_x = texts(train_sets[task]), texts(tests[task])
-            validation = (texts(val_sets[task]), labels(val_sets[task], task))
-            predicted.setdefault("majority class", {})[task] = majority(labels(train_sets[task], task), len(test_x))
-            for method, fit in {"TF-IDF + LR": tfidf_logreg(train_x, labels(train_sets[task], task), test_x, validation),
-                                "frozen MiniLM + LR": embedding_logreg(pretrained.encoder, train_x,
-                                                                       labels(train_sets[task], task), test_x,
-                                                                       validation)}.items():
-                predicted.setdefault(method, {})[task] = fit.predictions
-                choices[f"{method}/{task}"] = {k: str(v) for k, v in fit.params.items()}
-    predicted["VADER lexicon"] = {"sentiment": vader_lexicon(texts(tests["sentiment"]))}
-    words = lambda examples: [ex.words for ex in examples]  # noqa: E731
-    predicted["most frequent tag per word"] = {"ner": most_frequent_tag(words(train_sets["ner"]),
-                                                                        labels(train_sets["ner"], "ner"),
-                                                                        words(tests["ner"]))}
-    out = {"choices": choices, "test": {}, "predictions": {}}
-    for method, by_task in predicted.items():
+        fits = fit_baselines(train_sets, val_sets, tests, STUDY_BASELINES, pretrained.encoder)
+    out = {"choices": {f"{method}/{task}": {k: str(choice[k]) for k in ("C", "class_weight")}
+                       for (method, task), choice in fits.choices.items()}, "test": {}, "predictions": {}}
+    for method, by_task in fits.predictions.items():
         preds = {task: ev.label_predictions(task, tests[task], p) for task, p in by_task.items()}
         out["test"][method] = ev.flat_scores(preds)
         out["predictions"][method] = compact(preds)
@@ -325,6 +314,54 @@ def freezing_gains(reference: str = "heads only", n_resamples: int = 2000) -> pd
     if not rows:
         return pd.DataFrame(columns=["difference", "ci_low", "ci_high", "seeds"])
     return pd.DataFrame(rows).T.rename_axis(["method", "train size"])
+
+
+def provenance(studies: Sequence[str]) -> str:
+    """Where the recorded runs of ``studies`` come from: their number and total hours, command(s), commit(s), CPU(s)
+    and dates, from each record's provenance (one line, for a table's caption)."""
+    runs = [r for name in studies for r in recorded(name)]
+    if not runs:
+        return f"No run recorded yet: `{COMMAND} {' '.join(studies)}`."
+    about = lambda key: ", ".join(sorted({r["provenance"][key] for r in runs}))  # noqa: E731
+    dates = sorted(r["provenance"]["date"] for r in runs)
+    return (f"{len(runs)} runs, {sum(r['seconds'] for r in runs) / 3600:.1f} h in all, `{about('command')}` at "
+            f"commit {about('commit')} on {about('cpu')}, {dates[0]} to {dates[-1]}.")
+
+
+def freezing_curves() -> pd.DataFrame:
+    """Study 3's learning curves: one row per recorded (method, training size) with the training sentences, seeds,
+    sentiment test macro-F1 (mean, std over seeds), wall seconds per run and trainable parameters."""
+    rows = []
+    for record in recorded("freezing"):
+        method = record["setup"].rsplit(", n=", 1)[0]
+        results = record["results"]
+        rows.append({"method": method, "train_size": results["train_size"], "seed": record["seed"],
+                     "score": results["test"]["sentiment/macro_f1"], "seconds": record["seconds"],
+                     "trainable": results["trainable"]})
+    columns = ["method", "train_size", "seeds", "mean", "std", "seconds", "trainable"]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    grouped = pd.DataFrame(rows).groupby(["method", "train_size"], sort=False)
+    curves = grouped.agg(seeds=("seed", "count"), mean=("score", "mean"), std=("score", "std"),
+                         seconds=("seconds", "mean"), trainable=("trainable", "max")).reset_index()
+    order = {method: i for i, method in enumerate(METHODS)}
+    return curves.sort_values(["method", "train_size"], key=lambda c: c.map(order) if c.name == "method" else c,
+                              ignore_index=True)[columns]
+
+
+def pays_from(gains: pd.DataFrame, method: str) -> str | int | None:
+    """The smallest training size from which ``method``'s gain (``freezing_gains``) has an interval above zero at
+    every recorded size (None: at none, or not at the largest one recorded)."""
+    if method not in gains.index.get_level_values("method"):
+        return None
+    rows = gains.loc[method]
+    paying = (rows.ci_low.astype(float) > 0).tolist()
+    if not paying[-1]:
+        return None
+    first = len(paying) - 1
+    while first > 0 and paying[first - 1]:
+        first -= 1
+    return rows.index[first]
 
 
 def main(argv: Sequence[str] | None = None) -> None:

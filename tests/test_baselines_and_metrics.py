@@ -92,3 +92,38 @@ def test_ner_is_scored_on_whole_sentences_words_past_the_length_limit_count_as_o
     preds = predict_examples(tiny_model, [Example(" ".join(words), {"ner": tags}, words)], tasks=["ner"])["ner"]
     assert preds.true == [tags] and len(preds.pred[0]) == 60
     assert preds.pred[0][-20:] == ["O"] * 20  # never seen by the model: predicted "O", so the LOC entity is missed
+
+
+def _toy_sets():
+    from mtl.data import Example
+    topic = [("goal match striker", "sport"), ("football goal", "sport"), ("stock market shares", "business"),
+             ("bank shares profit", "business")]
+    ner = [(("Paris", "is", "big"), ["B-LOC", "O", "O"]), (("Anna", "is", "here"), ["B-PER", "O", "O"])]
+    sets = {"topic": [Example(t, {"topic": y}) for t, y in topic * 5],
+            "ner": [Example(" ".join(w), {"ner": tags}, w) for w, tags in ner * 3]}
+    test = {"topic": [Example("the striker scored a goal", {"topic": "sport"}),
+                      Example("shares in the bank", {"topic": "business"})],
+            "ner": [Example("Anna is in Paris", {"ner": ["B-PER", "O", "O", "B-LOC"]}, ("Anna", "is", "in", "Paris"))]}
+    return sets, test
+
+
+def test_fit_baselines_fits_each_method_on_the_tasks_it_applies_to_and_records_validation_choices():
+    from mtl.baselines import fit_baselines
+    train, test = _toy_sets()
+    fits = fit_baselines(train, test, test, {"majority class": ("topic", "ner"), "TF-IDF + LR": ("topic", "sentiment"),
+                                             "most frequent tag per word": ("ner",)})
+    assert fits.predictions["TF-IDF + LR"] == {"topic": ["sport", "business"]}  # sentiment: not in the test sets
+    assert fits.predictions["majority class"]["ner"] == [["O"] * 4]  # token task: the most frequent tag, per word
+    assert len(fits.predictions["majority class"]["topic"]) == 2
+    assert fits.predictions["most frequent tag per word"]["ner"] == [["B-PER", "O", "O", "B-LOC"]]
+    assert set(fits.choices) == {("TF-IDF + LR", "topic")}  # only fitted models have choices
+    assert fits.choices["TF-IDF + LR", "topic"]["validation macro-F1"] == pytest.approx(1.0)
+
+
+def test_fit_baselines_rejects_unknown_methods_and_a_probe_without_its_encoder():
+    from mtl.baselines import fit_baselines
+    train, test = _toy_sets()
+    with pytest.raises(KeyError, match="Unknown baseline"):
+        fit_baselines(train, test, test, {"nearest neighbour": ("topic",)})
+    with pytest.raises(ValueError, match="encoder"):
+        fit_baselines(train, test, test, {"frozen MiniLM + LR": ("topic",)})
