@@ -136,10 +136,12 @@ class BaselineFits:
 
 def fit_baselines(train_sets: Mapping[str, Sequence[Example]], val_sets: Mapping[str, Sequence[Example]],
                   test_sets: Mapping[str, Sequence[Example]], methods: Mapping[str, Sequence[str]] | None = None,
-                  encoder: SentenceEncoder | None = None) -> BaselineFits:
+                  encoder: SentenceEncoder | None = None, suffix: str = "") -> BaselineFits:
     """The baselines of ``methods`` ({method: tasks}, default ``BASELINE_TASKS``) on the tasks of ``test_sets`` they
     apply to, fitted on ``train_sets`` and tuned on ``val_sets`` (logistic regressions: ``LOGREG_GRID``).
-    "frozen MiniLM + LR" needs the pretrained ``encoder`` (serve its frozen layers from a cache around this call)."""
+    "frozen MiniLM + LR" needs the pretrained ``encoder`` (serve its frozen layers from a cache around this call).
+    ``suffix`` is appended to the names of the tuned logistic regressions, e.g. " (full train split)", so fits on
+    two training sets can sit in one table."""
     methods = BASELINE_TASKS if methods is None else methods
     unknown = set(methods) - set(BASELINE_TASKS)
     if unknown:
@@ -169,6 +171,7 @@ def fit_baselines(train_sets: Mapping[str, Sequence[Example]], val_sets: Mapping
                 fit = fitters[method](texts(train_sets[task]), labels(train_sets[task], task), texts(test),
                                       (texts(val_sets[task]), labels(val_sets[task], task)))
                 predicted = fit.predictions
-                fits.choices[method, task] = {**fit.params, "validation macro-F1": fit.validation_macro_f1}
-            fits.predictions.setdefault(method, {})[task] = predicted
+                fits.choices[method + suffix, task] = {**fit.params, "validation macro-F1": fit.validation_macro_f1}
+            name = method + suffix if method in fitters else method
+            fits.predictions.setdefault(name, {})[task] = predicted
     return fits

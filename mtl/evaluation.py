@@ -26,7 +26,6 @@ from mtl.model import MultiTaskModel
 from mtl.prefix_cache import PrefixCache
 from mtl.predictions import predict_examples
 from mtl.task_kinds import task_kind
-from mtl.tasks import stratified_positions as sampled_positions
 from mtl.tasks import task_spec
 
 
@@ -89,11 +88,6 @@ def label_table(predictions: Mapping[str, Mapping[str, Sequence]], test_sets: Ma
             keep = range(len(test_sets[task])) if positions is None else positions[task]
             rows[method] |= label_scores(task, [test_sets[task][i] for i in keep], [predicted[i] for i in keep])
     return pd.DataFrame(rows).T
-
-
-def stratified_positions(examples: Sequence[Example], task: str, n: int, seed: int = 0) -> list[int]:
-    """Positions (sorted) of a label-stratified sample of ``n`` examples; all positions if ``n`` >= their number."""
-    return sorted(sampled_positions(examples, task, n, seed))
 
 
 def subset(preds: TaskPredictions, positions: Sequence[int]) -> TaskPredictions:

@@ -268,6 +268,13 @@ def seed_table(study: str, metrics: Sequence[str]) -> pd.DataFrame:
     return table
 
 
+def recorded_predictions(study: str, setup: str, task: str) -> list[TaskPredictions]:
+    """The test predictions on ``task`` of every recorded seed of one setup (seed order), to pair with others."""
+    tests = _tests([task])[task]
+    runs = sorted((r for r in recorded(study) if r["setup"] == setup), key=lambda r: r["seed"])
+    return [expand(task, r["results"]["predictions"][task], tests) for r in runs]
+
+
 def paired(study: str, a: str, b: str, task: str, n_resamples: int = 2000) -> dict[str, float] | None:
     """Paired bootstrap of setup a against setup b of one study on ``task``'s test split, paired by test example and
     by the seeds both have recorded (None if they share no seed)."""

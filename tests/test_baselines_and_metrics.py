@@ -118,6 +118,9 @@ def test_fit_baselines_fits_each_method_on_the_tasks_it_applies_to_and_records_v
     assert fits.predictions["most frequent tag per word"]["ner"] == [["B-PER", "O", "O", "B-LOC"]]
     assert set(fits.choices) == {("TF-IDF + LR", "topic")}  # only fitted models have choices
     assert fits.choices["TF-IDF + LR", "topic"]["validation macro-F1"] == pytest.approx(1.0)
+    named = fit_baselines(train, test, test, {"majority class": ("topic",), "TF-IDF + LR": ("topic",)}, suffix=" (x)")
+    assert list(named.predictions) == ["majority class", "TF-IDF + LR (x)"]  # only the tuned regressions are renamed
+    assert list(named.choices) == [("TF-IDF + LR (x)", "topic")]
 
 
 def test_fit_baselines_rejects_unknown_methods_and_a_probe_without_its_encoder():

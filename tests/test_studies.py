@@ -81,3 +81,33 @@ def test_readme_claims_about_the_full_scale_recipe_hold_on_the_records():
     means = studies.seed_table("recipe", ["topic/accuracy", "sentiment/macro_f1", "ner/entity_f1"]).iloc[0]
     assert means["sentiment/macro_f1 mean"] >= 0.68 and means["topic/accuracy mean"] < 0.92
     assert means["ner/entity_f1 mean"] < 0.70
+
+
+def test_pays_from_is_the_smallest_size_from_which_the_gain_is_above_zero_at_every_larger_size():
+    sizes = [250, 1000, 4000, "all"]
+    gains = lambda lows: pd.DataFrame(  # noqa: E731
+        {"difference": [0.05] * 4, "ci_low": lows, "ci_high": [0.1] * 4, "seeds": [3] * 4},
+        index=pd.MultiIndex.from_product([["top-2"], sizes], names=["method", "train size"]))
+    assert studies.pays_from(gains([0.01, 0.02, 0.03, 0.04]), "top-2") == 250
+    assert studies.pays_from(gains([0.01, -0.02, 0.03, 0.04]), "top-2") == 4000  # not yet at 1,000: from 4,000 on
+    assert studies.pays_from(gains([0.01, 0.02, 0.03, -0.01]), "top-2") is None  # not at the largest size
+    assert studies.pays_from(gains([0.01] * 4), "LoRA r=8") is None  # not recorded
+
+
+def test_freezing_curves_summarise_every_recorded_cell_over_its_seeds():
+    records = studies.recorded("freezing")
+    if not records:
+        pytest.skip("the freezing study is not recorded yet")
+    curves = studies.freezing_curves().set_index(["method", "train_size"])
+    assert curves.seeds.sum() == len(records)
+    first = records[0]
+    method, size = first["setup"].rsplit(", n=", 1)[0], first["results"]["train_size"]
+    scores = [r["results"]["test"]["sentiment/macro_f1"] for r in records
+              if r["setup"] == first["setup"]]
+    assert curves.loc[(method, size), "mean"] == pytest.approx(sum(scores) / len(scores))
+    assert list(dict.fromkeys(curves.index.get_level_values("method"))) == [
+        m for m in studies.METHODS if m in curves.index.get_level_values("method")]  # the ladder's order
+    predictions = studies.recorded_predictions("freezing", first["setup"], "sentiment")
+    assert len(predictions) == len(scores)
+    assert studies.ev.flat_scores({"sentiment": predictions[0]})["sentiment/macro_f1"] == pytest.approx(
+        min(records, key=lambda r: (r["setup"] != first["setup"], r["seed"]))["results"]["test"]["sentiment/macro_f1"])
