@@ -337,20 +337,22 @@ def provenance(studies: Sequence[str]) -> str:
 
 def freezing_curves() -> pd.DataFrame:
     """Study 3's learning curves: one row per recorded (method, training size) with the training sentences, seeds,
-    sentiment test macro-F1 (mean, std over seeds), wall seconds per run and trainable parameters."""
+    sentiment test macro-F1 (mean, std over seeds), wall seconds per run, trainable parameters at the end of
+    training, and per seed (in seed order) the epoch kept / epochs run: early stopping shows there."""
     rows = []
-    for record in recorded("freezing"):
+    for record in sorted(recorded("freezing"), key=lambda r: r["seed"]):
         method = record["setup"].rsplit(", n=", 1)[0]
         results = record["results"]
         rows.append({"method": method, "train_size": results["train_size"], "seed": record["seed"],
                      "score": results["test"]["sentiment/macro_f1"], "seconds": record["seconds"],
-                     "trainable": results["trainable"]})
-    columns = ["method", "train_size", "seeds", "mean", "std", "seconds", "trainable"]
+                     "trainable": results["trainable"], "epochs": f"{results['kept_epoch']}/{results['epochs_run']}"})
+    columns = ["method", "train_size", "seeds", "mean", "std", "seconds", "trainable", "epochs"]
     if not rows:
         return pd.DataFrame(columns=columns)
     grouped = pd.DataFrame(rows).groupby(["method", "train_size"], sort=False)
     curves = grouped.agg(seeds=("seed", "count"), mean=("score", "mean"), std=("score", "std"),
-                         seconds=("seconds", "mean"), trainable=("trainable", "max")).reset_index()
+                         seconds=("seconds", "mean"), trainable=("trainable", "max"),
+                         epochs=("epochs", ", ".join)).reset_index()
     order = {method: i for i, method in enumerate(METHODS)}
     return curves.sort_values(["method", "train_size"], key=lambda c: c.map(order) if c.name == "method" else c,
                               ignore_index=True)[columns]

@@ -105,6 +105,9 @@ def test_freezing_curves_summarise_every_recorded_cell_over_its_seeds():
     scores = [r["results"]["test"]["sentiment/macro_f1"] for r in records
               if r["setup"] == first["setup"]]
     assert curves.loc[(method, size), "mean"] == pytest.approx(sum(scores) / len(scores))
+    kept = sorted((r["seed"], f"{r['results']['kept_epoch']}/{r['results']['epochs_run']}") for r in records
+                  if r["setup"] == first["setup"])
+    assert curves.loc[(method, size), "epochs"] == ", ".join(epochs for _, epochs in kept)  # per seed, seed order
     assert list(dict.fromkeys(curves.index.get_level_values("method"))) == [
         m for m in studies.METHODS if m in curves.index.get_level_values("method")]  # the ladder's order
     predictions = studies.recorded_predictions("freezing", first["setup"], "sentiment")
