@@ -157,7 +157,7 @@ def fit_baselines(train_sets: Mapping[str, Sequence[Example]], val_sets: Mapping
     for method, tasks in methods.items():
         for task in (t for t in tasks if t in test_sets):
             test = test_sets[task]
-            by_words = isinstance(train_sets[task][0].labels[task], list)  # a tag per word (token task)
+            by_words = not isinstance(train_sets[task][0].labels[task], str)  # a tag per word (token task): list or tuple
             if method == "majority class" and by_words:
                 tag = Counter(t for tags in labels(train_sets[task], task) for t in tags).most_common(1)[0][0]
                 predicted = [[tag] * len(ex.words) for ex in test]

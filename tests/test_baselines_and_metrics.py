@@ -98,7 +98,7 @@ def _toy_sets():
     from mtl.data import Example
     topic = [("goal match striker", "sport"), ("football goal", "sport"), ("stock market shares", "business"),
              ("bank shares profit", "business")]
-    ner = [(("Paris", "is", "big"), ["B-LOC", "O", "O"]), (("Anna", "is", "here"), ["B-PER", "O", "O"])]
+    ner = [(("Paris", "is", "big"), ("B-LOC", "O", "O")), (("Anna", "is", "here"), ("B-PER", "O", "O"))]  # tuples, as loaded
     sets = {"topic": [Example(t, {"topic": y}) for t, y in topic * 5],
             "ner": [Example(" ".join(w), {"ner": tags}, w) for w, tags in ner * 3]}
     test = {"topic": [Example("the striker scored a goal", {"topic": "sport"}),
