@@ -19,6 +19,15 @@ from mtl.prefix_cache import PrefixCache
 from mtl.sampling import task_probabilities
 
 
+# The paired comparisons the study makes, (setup a, setup b, task), each read as a - b:
+COMPARISONS = [
+    *[("multi-task", "single-task", task) for task in recipe.TASKS],  # what a user gets from one model
+    *[("multi-task, no lead topics", "single-task", task) for task in recipe.TASKS],  # sharing, same data per task
+    ("single-task, + lead topics", "single-task", "topic"),  # the lead sentences' topics, without sharing
+    ("multi-task", "single-task, + lead topics", "topic"),  # sharing, when both see those topics
+]
+
+
 def single_task_steps(sizes: Mapping[str, int], steps_per_epoch: int, strategy: str = recipe.CONFIG.sampling,
                       temperature: float = recipe.CONFIG.temperature) -> dict[str, int]:
     """Steps per epoch of a single-task model with the same budget as the multi-task one: the expected number of

@@ -79,9 +79,13 @@ def baseline_runs() -> list[StudyRun]:
 
 
 def sharing_runs(seeds: Sequence[int] = SEEDS) -> list[StudyRun]:
+    """Every setup of ``sharing.study_setups`` but ``multi-task``: that one is the recipe study's model (the same
+    tasks, data, steps and config), whose runs ``sharing_study`` reads instead of training it twice."""
     sizes, steps = full_epoch()  # the multi-task model's epoch; single-task models get their share of it
     runs = []
     for setup, models in sharing.study_setups(sizes, steps).items():
+        if setup == "multi-task":
+            continue
         params = {"models": [asdict(model) for model in models], "val_limit": VAL_LIMIT, "model": recipe.MODEL,
                   "config": asdict(FULL_RECIPE)}
         runs += [StudyRun("sharing", setup, seed, params) for seed in seeds]
@@ -152,10 +156,11 @@ def kept_epoch(history) -> dict:
 
 
 def execute(run: StudyRun) -> dict:
+    """Run one study run from its definition and return what its record keeps."""
     if run.study == "recipe":
         return _execute_recipe(run)
     if run.study == "baselines":
-        return _execute_baselines()
+        return baselines_on_all_data()
     if run.study == "sharing":
         return _execute_sharing(run)
     if run.study == "freezing":
@@ -216,14 +221,18 @@ STUDY_BASELINES = {"majority class": ("topic", "sentiment"), "TF-IDF + LR": ("to
                    "most frequent tag per word": ("ner",)}
 
 
-def _execute_baselines() -> dict:
+def baselines_on_all_data(methods: Mapping[str, Sequence[str]] = STUDY_BASELINES) -> dict:
     """``mtl.baselines.fit_baselines`` (C and class weighting tuned on validation) on the full training splits; test
-    predictions in ``compact`` form."""
+    predictions in ``compact`` form. ``methods``: all of the study's, or some of them (CI's spot-check leaves out the
+    frozen-MiniLM probe, which encodes every training sentence)."""
     train_sets, tests = load_datasets(recipe.TASKS, "train"), _tests(recipe.TASKS)
     val_sets = load_datasets(recipe.TASKS, "validation", VAL_LIMIT)
-    pretrained = build_model(recipe.TASKS, **recipe.MODEL)
-    with ev.through_cache(pretrained, cache_for(["encoder"]), ["encoder"]):
-        fits = fit_baselines(train_sets, val_sets, tests, STUDY_BASELINES, pretrained.encoder)
+    if "frozen MiniLM + LR" in methods:
+        pretrained = build_model(recipe.TASKS, **recipe.MODEL)
+        with ev.through_cache(pretrained, cache_for(["encoder"]), ["encoder"]):
+            fits = fit_baselines(train_sets, val_sets, tests, methods, pretrained.encoder)
+    else:
+        fits = fit_baselines(train_sets, val_sets, tests, methods)
     out = {"choices": {f"{method}/{task}": {k: str(choice[k]) for k in ("C", "class_weight")}
                        for (method, task), choice in fits.choices.items()}, "test": {}, "predictions": {}}
     for method, by_task in fits.predictions.items():
@@ -286,6 +295,39 @@ def paired(study: str, a: str, b: str, task: str, n_resamples: int = 2000) -> di
     preds = {setup: [expand(task, by_key[setup, s]["results"]["predictions"][task], tests) for s in seeds]
              for setup in (a, b)}
     return paired_bootstrap(preds[a], preds[b], n_resamples)
+
+
+def sharing_study() -> sharing.SeedStudy:
+    """Study 2's records as a ``sharing.SeedStudy`` (full test splits), so the full-scale study is compared with the
+    same code as notebook 05's CI-sized one (``compare``, ``scores``). Only seeds recorded for every setup count."""
+    sizes, steps = full_epoch()
+    study = sharing.SeedStudy(sharing.study_setups(sizes, steps))
+    by_seed: dict[int, dict[str, dict]] = {}
+    for record in recorded("recipe") + recorded("sharing"):  # the recipe study's runs are the multi-task setup
+        by_seed.setdefault(record["seed"], {})[record["setup"]] = record
+    tests = _tests(recipe.TASKS)
+    for seed, by_setup in sorted(by_seed.items()):
+        if set(by_setup) != set(study.setups):
+            continue
+        for setup, record in by_setup.items():
+            study.predictions[setup, seed] = {task: expand(task, predicted, tests[task])
+                                              for task, predicted in record["results"]["predictions"].items()}
+            study.seconds[setup, seed] = record["seconds"]
+    return study
+
+
+def sharing_epochs() -> pd.DataFrame:
+    """Study 2's early stopping: per setup and model (its tasks), the epoch kept / epochs run of each recorded seed
+    (seed order). A single-task model stops at its own task's best epoch; a multi-task model at the best mean."""
+    rows = {}
+    for record in sorted(recorded("recipe") + recorded("sharing"), key=lambda r: (r["study"] != "recipe", r["seed"])):
+        models = record["results"].get("models", [{"tasks": list(recipe.TASKS), **record["results"]}])  # recipe: one
+        for model in models:
+            key = (record["setup"], " + ".join(model["tasks"]))
+            rows.setdefault(key, {})[f"seed {record['seed']}"] = f"{model['kept_epoch']}/{model['epochs_run']}"
+    if not rows:
+        return pd.DataFrame()
+    return pd.DataFrame(rows).T.rename_axis(["setup", "model"]).fillna("-")
 
 
 def recipe_against_baselines(n_resamples: int = 2000) -> pd.DataFrame:

@@ -6,11 +6,15 @@ record against the current definitions and data.
 import pandas as pd
 import pytest
 
-from mtl import studies
+from mtl import recipe, sharing, studies
 from mtl.study_runner import read_record, stale_records
 from mtl.tasks import load_datasets
 
+# One cheap run of each study is re-run by CI and compared with its record (the recipe study has no cheap run: its
+# every run trains on all data for up to 6 epochs; it is reproduced by the sharing study's multi-task setup instead)
 SPOT_CHECK = studies.freezing_runs(seeds=(0,), sizes=(250,))[0]  # heads only, 250 sentences, seed 0: under a minute
+SHARING_SPOT_CHECK = next(run for run in studies.sharing_runs(seeds=(0,)) if run.setup == "single-task, + lead topics")
+CHEAP_BASELINES = {method: tasks for method, tasks in studies.STUDY_BASELINES.items() if method != "frozen MiniLM + LR"}
 SPOT_TOLERANCE = 0.03  # test macro-F1 after training may move this much on another CPU (float kernels, trajectory)
 RECORDS = [path for path in sorted(studies.STUDIES_DIR.glob("*/*.json"))]
 
@@ -67,6 +71,44 @@ def test_spot_check_the_cheapest_run_reproduces_its_record():
     again = studies.execute(SPOT_CHECK)
     assert again["train_size"] == record["results"]["train_size"] == 250
     assert again["test"] == pytest.approx(record["results"]["test"], abs=SPOT_TOLERANCE)
+
+
+def test_spot_check_the_baselines_on_all_training_data_reproduce_their_record():
+    """Every baseline of the study but the frozen-MiniLM probe (it encodes every training sentence: minutes), refitted
+    on all training data and tuned on validation again: the same test scores (no training noise: fitted to
+    convergence; 0.002 for solver rounding across CPUs)."""
+    record = read_record(studies.baseline_runs()[0].path(studies.STUDIES_DIR))
+    assert record is not None, "the baselines are not recorded: run `python -m mtl.studies baselines`"
+    again = studies.baselines_on_all_data(CHEAP_BASELINES)
+    assert set(again["test"]) == set(CHEAP_BASELINES)
+    for method, scores in again["test"].items():
+        assert scores == pytest.approx(record["results"]["test"][method], abs=0.002), method
+
+
+def test_spot_check_the_cheapest_sharing_setup_reproduces_its_record():
+    """The topic-only model with the lead sentences' topics (one model, about 300 steps an epoch), seed 0."""
+    record = read_record(SHARING_SPOT_CHECK.path(studies.STUDIES_DIR))
+    assert record is not None, "the sharing study is not recorded: run `python -m mtl.studies sharing --seeds 0`"
+    assert record["digest"] == SHARING_SPOT_CHECK.digest()
+    again = studies.execute(SHARING_SPOT_CHECK)
+    assert [m["tasks"] for m in again["models"]] == [["topic"]]
+    assert again["test"] == pytest.approx(record["results"]["test"], abs=SPOT_TOLERANCE)
+
+
+def test_the_sharing_studys_multi_task_setup_is_the_recipe_study_and_is_read_from_its_records():
+    """The multi-task setup trains exactly what a recipe run trains (all tasks, every task's data, no label dropped,
+    one epoch of all training data), so the sharing study has no run of its own for it and reads the recipe's."""
+    sizes, steps = studies.full_epoch()
+    multi = sharing.study_setups(sizes, steps)["multi-task"]
+    assert multi == [sharing.Run(tuple(recipe.TASKS), steps)]
+    recipe_config = studies.recipe_runs((0,))[0].params["config"]
+    assert recipe_config["steps_per_epoch"] == steps and recipe_config["freeze"] == studies.FULL_RECIPE.freeze
+    assert "multi-task" not in {run.setup for run in studies.sharing_runs()}
+    study = studies.sharing_study()
+    recorded = {r["seed"]: r for r in studies.recorded("recipe")}
+    for seed in study.seeds:
+        scores = study.scores().loc[("multi-task", seed)].dropna().to_dict()
+        assert scores == pytest.approx({k: recorded[seed]["results"]["test"][k] for k in scores})
 
 
 def test_readme_claims_about_the_full_scale_recipe_hold_on_the_records():
