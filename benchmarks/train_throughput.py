@@ -7,7 +7,8 @@ the same stratified subsets of the train and validation splits, with batch size 
 at 1 and a validation pass after each epoch:
 
   - ``mtl plain``: ``mtl.train.train`` with ``TrainConfig(cache_frozen=False)``: every step runs all 6 blocks.
-  - ``mtl cached``: the default, the frozen bottom computed once per sentence (``mtl.prefix_cache``).
+  - ``mtl cached``: the default, the frozen bottom computed once per sentence (``mtl.prefix_cache``), in
+    length-sorted batches before the first epoch's first step.
   - ``HF Trainer``: ``transformers.Trainer`` on ``AutoModelForSequenceClassification`` from the same folder (BERT's
     [CLS] pooler and a linear classifier; the standard recipe: data tokenised once up front, padded per batch by
     ``DataCollatorWithPadding``).

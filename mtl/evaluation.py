@@ -21,7 +21,7 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, r
 
 from mtl.data import TASK_LABELS, Example
 from mtl.freezing import freeze
-from mtl.metrics import TaskPredictions, classification_scores, main_score, paired_bootstrap
+from mtl.metrics import TaskPredictions, classification_scores, paired_bootstrap
 from mtl.model import MultiTaskModel
 from mtl.prefix_cache import PrefixCache
 from mtl.predictions import predict_examples

@@ -78,11 +78,7 @@ class MultiTaskModel(nn.Module):
         target tensors (``TaskKind.targets``), -100 where a label is missing or not scored."""
         if len(examples) == 0:
             raise ValueError("Cannot collate an empty batch.")
-        word_tasks = [n for n, t in self.tasks.items() if task_kind(t.kind).by_words]
-        by_words = any(ex.words is not None or any(n in ex.labels for n in word_tasks) for ex in examples)
-        features = self.encoder.tokenize(
-            [ex.words or tuple(ex.text.split()) for ex in examples] if by_words else [ex.text for ex in examples]
-        )
+        features = self.tokenize(examples)
         labels = {}
         for name, task in self.tasks.items():
             if any(name in ex.labels for ex in examples):
@@ -90,6 +86,29 @@ class MultiTaskModel(nn.Module):
                 ids = [self.label_ids(name, ex.labels[name]) if name in ex.labels else None for ex in examples]
                 labels[name] = kind.targets(ids, features)
         return features, {k: v.to(self.encoder.device) for k, v in labels.items()}
+
+    def tokenize(self, examples: Sequence[Example]) -> BatchEncoding:
+        """The encoder's input for a batch: by words if an example has words or a label of a by-words kind (so that
+        labels align with words), else by text."""
+        word_tasks = [n for n, t in self.tasks.items() if task_kind(t.kind).by_words]
+        by_words = any(ex.words is not None or any(n in ex.labels for n in word_tasks) for ex in examples)
+        return self.encoder.tokenize(
+            [ex.words or tuple(ex.text.split()) for ex in examples] if by_words else [ex.text for ex in examples]
+        )
+
+    @torch.no_grad()
+    def fill_prefix_cache(self, examples: Sequence[Example], batch_size: int = 64) -> None:
+        """Compute the frozen bottom of the examples the prefix cache lacks (``mtl.prefix_cache``), in length-sorted
+        batches, before they are needed: a training step or a validation batch then only looks them up, instead of
+        computing them in small chunks of a shuffled batch. No effect without a cache or a frozen bottom. Tokenises
+        as ``collate`` does, so pass the examples of one dataset (batches are drawn from one dataset at a time)."""
+        cache, depth = self.encoder.prefix_cache, 0
+        if cache is not None and len(examples):
+            depth = self.encoder.cached_depth()
+        if depth == 0:
+            return
+        for idx in length_sorted_batches([len(ex.text) for ex in examples], batch_size):  # frozen blocks: eval mode
+            cache.fill(self.encoder, self.tokenize([examples[i] for i in idx]), depth)
 
     def check_examples(self, examples: Sequence[Example], where: str) -> None:
         """Fail before training, naming ``where`` and the example, on an empty data set, an example without a label

@@ -25,6 +25,11 @@ if every sentence had 64 tokens). ``dtype=torch.bfloat16`` or ``torch.float16`` 
 are needed instead of stored, with a warning: results change only by float rounding (a recomputed entry may share
 its pass with other rows). ``nbytes`` and ``repr`` report the size.
 
+When entries are computed: ``train`` fills the cache before each epoch's first step with the examples that epoch
+will draw and with the validation sets, in length-sorted batches (``MultiTaskModel.fill_prefix_cache`` ->
+``PrefixCache.fill``), so its steps only look them up; a batch that meets a missing entry anyway (a model used
+outside ``train``) computes it in length-sorted chunks of ``CHUNK`` rows.
+
 A second, smaller memo serves the step before: ``TokenCache`` keeps the tokenizer's output per distinct input, so
 that a training epoch over the same examples pads stored token ids instead of tokenising every batch again (with
 the whole encoder frozen and the cache filled, tokenising took a quarter of an epoch under cProfile).
@@ -110,14 +115,37 @@ class PrefixCache:
         Misses are computed in length-sorted chunks of ``CHUNK`` rows, each padded only to its own longest row:
         a shuffled batch pads every row to its longest one, which on short-text data costs about twice the work.
         """
-        self.validate(encoder, depth)
-        ids, mask = features["input_ids"], features["attention_mask"]
-        lengths = mask.sum(1).tolist()
-        keys = [ids[i, :n].cpu().numpy().tobytes() for i, n in enumerate(lengths)]  # right padding: ids[:n]
+        ids, keys, lengths = self._keys(encoder, features, depth)
         entries = {key: self.store[key] for key in keys if key in self.store}
+        self._compute_missing(encoder, features, depth, keys, lengths, entries, CHUNK)
+        hidden = pad_sequence([entries[key] for key in keys], batch_first=True)  # zeros after each entry
+        hidden = F.pad(hidden, (0, 0, 0, ids.shape[1] - hidden.shape[1])).to(ids.device)  # (B, T, H)
+        return hidden.to(self._value_dtype)
+
+    def fill(self, encoder, features, depth: int) -> None:
+        """Compute and store the missing entries of a batch in one pass (no output): for batches built for filling,
+        already sorted by length, where one pass over all rows wastes little padding and uses the cores better than
+        ``CHUNK``-row passes. Does nothing once ``max_bytes`` is reached (nothing more could be stored)."""
+        if self.max_bytes is not None and self.unstored:
+            return
+        _, keys, lengths = self._keys(encoder, features, depth)
+        entries = {key: self.store[key] for key in keys if key in self.store}
+        self._compute_missing(encoder, features, depth, keys, lengths, entries, len(keys))
+
+    def _keys(self, encoder, features, depth: int) -> tuple[Tensor, list[bytes], list[int]]:
+        """Check the entries against the encoder (``validate``); the batch's token ids, one key per row, lengths."""
+        self.validate(encoder, depth)
+        ids = features["input_ids"]
+        lengths = features["attention_mask"].sum(1).tolist()
+        return ids, [ids[i, :n].cpu().numpy().tobytes() for i, n in enumerate(lengths)], lengths  # right padding
+
+    def _compute_missing(self, encoder, features, depth: int, keys: list[bytes], lengths: list[int],
+                         entries: dict[bytes, Tensor], chunk: int) -> None:
+        """Compute the rows whose key is not in ``entries`` in length-sorted passes of ``chunk`` rows, each padded to
+        its own longest row; store them (``_add``) and put them in ``entries``."""
         missing = sorted({key: i for i, key in enumerate(keys) if key not in entries}.values(), key=lengths.__getitem__)
-        for start in range(0, len(missing), CHUNK):
-            rows = missing[start : start + CHUNK]
+        for start in range(0, len(missing), chunk):
+            rows = missing[start : start + chunk]
             width = lengths[rows[-1]]  # the longest row of the chunk
             sub = {k: v[rows, :width] for k, v in features.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
             with torch.no_grad():
@@ -127,9 +155,6 @@ class PrefixCache:
                 entries[keys[i]] = self._add(keys[i], computed[row, : lengths[i]].to(self.dtype, copy=True))
         self.misses += len(missing)
         self.hits += len(keys) - len(missing)
-        hidden = pad_sequence([entries[key] for key in keys], batch_first=True)  # zeros after each entry
-        hidden = F.pad(hidden, (0, 0, 0, ids.shape[1] - hidden.shape[1])).to(ids.device)  # (B, T, H)
-        return hidden.to(self._value_dtype)
 
     def _add(self, key: bytes, entry: Tensor) -> Tensor:
         """Store ``entry`` (T_i, H) unless that would pass ``max_bytes`` (then warn once per filling); return it."""

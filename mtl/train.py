@@ -10,12 +10,13 @@ and not selected on), early stopping. The same code runs on CPU, one GPU, or sev
 """
 from __future__ import annotations
 
+import copy
 import math
 import time
 import types
 import typing
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -145,6 +146,12 @@ class BatchStream:
         self.examples, self.rng = examples, rng
         self.order, self.position = rng.permutation(len(examples)), 0
 
+    def copy(self, rng: np.random.Generator) -> BatchStream:
+        """The same examples, order and position, drawing later permutations from ``rng``."""
+        twin = object.__new__(BatchStream)
+        twin.examples, twin.rng, twin.order, twin.position = self.examples, rng, self.order, self.position
+        return twin
+
     def next(self, size: int) -> list[Example]:
         batch = []
         while len(batch) < size:
@@ -154,6 +161,19 @@ class BatchStream:
             batch += [self.examples[i] for i in take]
             self.position += len(take)
         return batch
+
+
+def upcoming_examples(streams: Mapping[str, BatchStream], schedule: Sequence[str], batch_size: int,
+                      rng: np.random.Generator, rank: int = 0, world: int = 1) -> dict[str, list[Example]]:
+    """The distinct examples this process will train on in ``schedule``'s steps (its shard of each global batch),
+    per dataset: drawn from twins of the streams and of their random generator, so the real ones are untouched."""
+    twin_rng = copy.deepcopy(rng)
+    twins = {name: stream.copy(twin_rng) for name, stream in streams.items()}
+    drawn: dict[str, dict[int, Example]] = {}
+    for dataset in schedule:
+        for example in twins[dataset].next(batch_size)[rank::world]:
+            drawn.setdefault(dataset, {})[id(example)] = example
+    return {dataset: list(examples.values()) for dataset, examples in drawn.items()}
 
 
 class MultiTaskObjective(nn.Module):
@@ -326,6 +346,12 @@ def train(model: MultiTaskModel, train_sets: Mapping[str, Sequence[Example]],
             loop.schedule = task_schedule(train_sizes, config.sampling, steps_per_epoch, rng, config.temperature)
         prepared.train()
         started = time.perf_counter() - loop.seconds
+        if model.encoder.prefix_cache is not None:  # the frozen bottom of the epoch's examples, before its first step
+            upcoming = upcoming_examples(streams, loop.schedule[loop.step:], config.batch_size, rng, rank, world)
+            with accelerator.autocast():  # the precision the steps run in (entries are kept apart by precision)
+                for examples in [*upcoming.values(), *val_sets.values()]:
+                    model.fill_prefix_cache(examples)
+        trainable = [p for p in prepared.parameters() if p.requires_grad]  # fixed within an epoch
         for dataset in tqdm(loop.schedule[loop.step:], desc=f"epoch {loop.epoch}", disable=not show):
             batch = streams[dataset].next(config.batch_size)  # the global batch, the same on every process
             tasks = [name for name in model.tasks if any(name in ex.labels for ex in batch)]
@@ -334,7 +360,7 @@ def train(model: MultiTaskModel, train_sets: Mapping[str, Sequence[Example]],
             kept = [name for name, total in zip(tasks, totals) if total > 0]  # e.g. NER words all truncated: no loss
             loss, losses = prepared(features, labels, {name: totals[tasks.index(name)] for name in kept}, world)
             accelerator.backward(loss)
-            grad_norm = accelerator.clip_grad_norm_(prepared.parameters(), config.max_grad_norm)
+            grad_norm = accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
             scaled = accelerator.scaler is not None  # fp16: the gradient scaler itself skips steps with inf gradients
             if not (torch.isfinite(loss) and (torch.isfinite(grad_norm) or scaled)):  # before the step spoils weights
                 raise FloatingPointError(

@@ -256,3 +256,28 @@ def test_the_token_cache_gives_the_tokenizers_batches(examples, monkeypatch):
     assert calls == [5, 5, 3, 2]  # each distinct input once: the third batch had 3 new texts
     model.encoder.use_prefix_cache(False)
     assert model.encoder.token_cache is None
+
+
+def test_training_computes_the_frozen_bottom_before_each_epoch_not_in_its_steps(monkeypatch):
+    """``train`` fills the cache with the examples the epoch will draw and the validation sets, in length-sorted
+    batches (``MultiTaskModel.fill_prefix_cache``): its steps and validation passes then compute nothing."""
+    data = load_datasets(TASKS, "train", limit=24)
+    val = load_datasets(TASKS, "validation", limit=8)
+    model, cache = fresh_model(), PrefixCache()
+    computed = {"fill": 0, "step": 0}
+    fill, hidden_states = PrefixCache.fill, PrefixCache.hidden_states
+
+    def counting(method, where):
+        def wrapper(self, *args):
+            before = self.misses
+            out = method(self, *args)
+            computed[where] += self.misses - before
+            return out
+        return wrapper
+    monkeypatch.setattr(PrefixCache, "fill", counting(fill, "fill"))
+    monkeypatch.setattr(PrefixCache, "hidden_states", counting(hidden_states, "step"))
+    config = TrainConfig(epochs=2, steps_per_epoch=2, batch_size=8, freeze=["bottom:2"], patience=None, progress=False)
+    train(model, data, val, config, prefix_cache=cache)
+    assert computed["step"] == 0 and computed["fill"] == len(cache) > 0
+    drawn_at_most = 2 * 2 * 8 + sum(map(len, val.values()))  # 2 epochs x 2 steps x 8 examples, and validation
+    assert len(cache) <= drawn_at_most < sum(map(len, data.values())) + sum(map(len, val.values()))  # not all data

@@ -1,10 +1,13 @@
+import copy
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from mtl.data import Example
 from mtl.tasks import load_datasets
-from mtl.train import TrainConfig, train
+from mtl.train import BatchStream, TrainConfig, train, upcoming_examples
 
 
 def small_data():
@@ -126,3 +129,18 @@ def test_the_best_epochs_weights_are_kept_exactly(tiny_model, tmp_path, monkeypa
     trained_in_epoch_3 = not all(torch.equal(top[k], initial_top[k]) for k in top)
     assert trained_in_epoch_3 == (best == 3)  # the top block, unfrozen for epoch 3 only, is back where it was
     assert all(torch.equal(kept[k], last[k]) for k in kept) == (best == 3)
+
+
+def test_upcoming_examples_are_what_the_streams_then_draw_and_leave_them_untouched():
+    rng = np.random.default_rng(0)
+    streams = {name: BatchStream([Example(f"{name} {i}", {}) for i in range(n)], rng)
+               for name, n in {"a": 5, "b": 7}.items()}
+    schedule = ["a", "b", "a", "a", "b"]  # "a" runs out after 2 batches of 2: its next batch reshuffles
+    state = copy.deepcopy(rng.bit_generator.state)
+    upcoming = upcoming_examples(streams, schedule, batch_size=2, rng=rng, rank=1, world=2)
+    assert rng.bit_generator.state == state  # the real generator has not moved
+    drawn = {"a": [], "b": []}
+    for name in schedule:
+        drawn[name] += streams[name].next(2)[1::2]  # process 1 of 2: the second half of each batch
+    for name in drawn:
+        assert [ex.text for ex in upcoming[name]] == list(dict.fromkeys(ex.text for ex in drawn[name]))
