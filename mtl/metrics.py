@@ -94,6 +94,13 @@ def paired_bootstrap(a: Sequence[TaskPredictions], b: Sequence[TaskPredictions],
             "p_value": float((extreme + 1) / (n_resamples + 1)), "examples": n, "seeds": len(a)}
 
 
+def separated(interval):
+    """Does a 95 % interval exclude zero, i.e. is the difference measurable rather than within noise? ``interval``:
+    anything with ``ci_low`` and ``ci_high`` (a ``paired_bootstrap`` result, a table row, or a whole table: then one
+    bool per row)."""
+    return (interval["ci_low"] > 0) | (interval["ci_high"] < 0)
+
+
 def reliability_table(confidence: Sequence[float], correct: Sequence[bool], n_bins: int = 10) -> pd.DataFrame:
     """Predictions grouped into ``n_bins`` equal-width bins of confidence (the probability of the predicted class):
     per bin its edges, ``count``, mean ``confidence`` and ``accuracy`` (NaN for an empty bin). Bins are (lo, hi],

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from mtl.metrics import separated
 from mtl.paths import PROJ_ROOT
 from mtl.results import load
 
@@ -48,7 +49,7 @@ def embedding_orders() -> str:
     r = load("01_sentence_embeddings")
     pairs = sorted({key.split("/")[1] for key in r if key.startswith("bootstrap/")})
     rows = [[pair.replace(" vs ", " - "), interval(r, f"bootstrap/{pair}"),
-             "yes" if r[f"bootstrap/{pair}/ci_low"] > 0 or r[f"bootstrap/{pair}/ci_high"] < 0 else "within noise"]
+             "yes" if separated({k: r[f"bootstrap/{pair}/{k}"] for k in ("ci_low", "ci_high")}) else "within noise"]
             for pair in pairs]
     return table(["a - b (Spearman's rho)", "difference (95 % interval)", "separated?"], rows)
 
@@ -154,6 +155,21 @@ def full_scale_vs_baselines() -> str:
     return table(["baseline (task, score)", "model", "baseline", "model - baseline (95 % interval)"], rows)
 
 
+def full_scale_sharing() -> str:
+    """Study 2 (``mtl.studies``): notebook 05's comparisons of multi- and single-task setups on all training data,
+    paired bootstrap over test examples and every seed recorded for all setups (95 % interval, Bonferroni)."""
+    from mtl import sharing, studies
+
+    study = studies.sharing_study()
+    if not study.seeds:
+        return "_Not recorded yet._\n"
+    compared = study.compare(sharing.COMPARISONS)
+    rows = [[comparison, task, f3(c.a), f3(c.b), f"{c.difference:+.3f} ({c.ci_low:+.3f} to {c.ci_high:+.3f})",
+             "yes" if c.significant else "no"] for (comparison, task), c in compared.iterrows()]
+    return (table(["a - b", "task", "a", "b", f"difference (95 % interval), {len(study.seeds)} seeds",
+                   f"p < 0.05 / {len(compared)}?"], rows) + "\n" + provenance_line(["sharing"]))
+
+
 def full_scale_freezing() -> str:
     """Study 3 (``mtl.studies``): sentiment test macro-F1 (mean ± std over recorded seeds) per method and number of
     training sentences."""
@@ -194,10 +210,26 @@ def full_scale_freezing_gains() -> str:
     return table(["sentiment macro-F1", *(f"{size} sentences" for size in sizes)], rows)
 
 
+def full_scale_cost() -> str:
+    """What ``make results`` cost: per study, the recorded runs, their wall hours and the CPUs they ran on."""
+    from mtl import studies
+
+    rows, total = [], 0.0
+    for name in ("recipe", "baselines", "sharing", "freezing"):
+        runs = studies.recorded(name)
+        hours = sum(r["seconds"] for r in runs) / 3600
+        total += hours
+        cpus = ", ".join(sorted({r["provenance"]["cpu"].split(" (")[0] for r in runs}))
+        rows.append([name, str(len(runs)), f"{hours:.1f}", cpus])
+    rows.append(["**all**", str(sum(int(row[1]) for row in rows)), f"{total:.1f}", ""])
+    return table(["study", "runs recorded", "wall hours", "CPUs (2 cores each)"], rows)
+
+
 BLOCKS: dict[str, Callable[[], str]] = {"embeddings": embeddings, "embedding-orders": embedding_orders,
                                         "transfer": transfer, "bigger-encoder": bigger_encoder, "test-split": test_split,
                                         "model-vs-baselines": model_vs_baselines, "sharing": sharing,
                                         "full-scale-recipe": full_scale_recipe, "full-scale-vs-baselines": full_scale_vs_baselines,
+                                        "full-scale-sharing": full_scale_sharing, "full-scale-cost": full_scale_cost,
                                         "full-scale-freezing": full_scale_freezing,
                                         "full-scale-freezing-gains": full_scale_freezing_gains}
 

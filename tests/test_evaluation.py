@@ -16,7 +16,7 @@ from mtl.evaluation import (confident_mistakes, confusion, entity_report, infere
                             subset, through_cache)
 from mtl.sharing import Run, seed_study, single_task_steps
 from mtl.metrics import (TaskPredictions, example_statistics, expected_calibration_error, main_score, paired_bootstrap,
-                         reliability_table)
+                         reliability_table, separated)
 from mtl.task_kinds import task_kind
 from mtl.plots import projection_scatter, reliability_diagram
 from mtl.prefix_cache import PrefixCache
@@ -210,6 +210,9 @@ def test_paired_bootstrap_detects_a_real_difference_and_not_a_tiny_one():
     nudged = [sentence_preds(p.true, p.pred[:-1] + [p.true[-1]]) for p in worse]  # one more example right
     small = paired_bootstrap(nudged, worse, n_resamples=500)
     assert 0 < small["difference"] < 0.01 and small["p_value"] > 0.05
+    assert separated(clear) and not separated(small)
+    table = pd.DataFrame([clear, small, paired_bootstrap(worse, better, n_resamples=500)])  # a whole table: per row
+    assert separated(table).tolist() == [True, False, True]
 
 
 def test_paired_bootstrap_is_reproducible_and_works_for_token_tasks():
