@@ -235,6 +235,9 @@ def report(scenario: str, precisions: list[str], results: dict, examples: int) -
                 line += f" (bound {bound:.2f}x: {100 * median_ratio((path, precision), reference) / bound:.0f} %)"
             parts.append(line + f", val macro-F1 {np.median([score for _, score in runs]):.3f}")
         print(f"{scenario}, {precision}: " + "; ".join(parts), flush=True)
+        if results["mtl cached", precision] and results["mtl plain", precision]:
+            print(f"{scenario}, {precision}: mtl cached = "
+                  f"{median_ratio(('mtl cached', precision), ('mtl plain', precision)):.2f}x mtl plain", flush=True)
     if len(precisions) > 1 and "fp32" in precisions:
         for precision in (p for p in precisions if p != "fp32"):
             ratios = [f"{path} {median_ratio((path, precision), (path, 'fp32')):.2f}x" for path in PATHS

@@ -123,3 +123,30 @@ def learning_curves(curves, metric: str = "sentiment macro-F1 (test)", title: st
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def paired_differences(tables, title: str = "") -> plt.Figure:
+    """A forest plot of paired comparisons: one row per (comparison, task) of ``tables`` ({budget name: the table of
+    ``sharing.SeedStudy.compare``}), the difference as a dot and its 95 % interval as a bar, one colour per budget,
+    filled where the difference is significant (its ``significant`` column), hollow where it is not; 0 dashed."""
+    rows = list(dict.fromkeys(key for table in tables.values() for key in table.index))  # (comparison, task)
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) * len(tables) + 1.2))
+    offsets = np.linspace(-0.2, 0.2, len(tables)) if len(tables) > 1 else [0.0]
+    for offset, (name, table) in zip(offsets, tables.items()):
+        colour = None
+        for y, key in enumerate(rows):
+            if key not in table.index:
+                continue
+            row = table.loc[key]
+            low, mid, high = float(row.ci_low), float(row.difference), float(row.ci_high)
+            line = ax.errorbar(mid, y + offset, xerr=[[mid - low], [high - mid]], fmt="o", capsize=3, color=colour,
+                               markerfacecolor=None if row.significant else "white", label=name if colour is None else None)
+            colour = line.lines[0].get_color()
+    ax.axvline(0, color="grey", ls="--", lw=1)
+    ax.set_yticks(range(len(rows)), [f"{comparison} ({task})" for comparison, task in rows])
+    ax.invert_yaxis()
+    ax.set(xlabel="a - b: macro-F1 or entity F1, 95 % paired bootstrap interval",
+           title=f"{title}\n(filled: significant; hollow: within noise)".strip())
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=len(tables), frameon=False)
+    fig.tight_layout()
+    return fig

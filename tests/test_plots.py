@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mtl.plots import learning_curves, transfer_tradeoffs
+from mtl.plots import learning_curves, paired_differences, transfer_tradeoffs
 
 
 @pytest.fixture
@@ -47,3 +47,20 @@ def test_learning_curves_draw_each_method_against_size_time_and_parameters_with_
         sizes = scatters[-1].get_sizes()
         assert sizes[1] > sizes[0]  # the larger training set, the larger marker
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["heads only", "top-2"]
+
+
+def test_paired_differences_draw_each_comparison_per_budget_hollow_where_not_significant():
+    index = pd.MultiIndex.from_tuples([("a - b", "topic"), ("a - b", "ner")], names=["comparison", "task"])
+    small = pd.DataFrame({"difference": [0.02, -0.01], "ci_low": [0.01, -0.03], "ci_high": [0.03, 0.01],
+                          "significant": [True, False]}, index=index)
+    large = small.iloc[:1] * [2, 2, 2, 1]  # only the topic row, doubled
+    fig = paired_differences({"small": small, "large": large}, title="t")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a - b (topic)", "a - b (ner)"]
+    bars = ax.containers
+    assert len(bars) == 3  # two rows of the small budget, one of the large
+    dots = [(b.lines[0].get_xdata()[0], b.lines[0].get_markerfacecolor()) for b in bars]
+    assert dots[0][0] == pytest.approx(0.02) and dots[2][0] == pytest.approx(0.04)
+    assert dots[1][1] == "white" and dots[0][1] != "white"  # hollow: within noise
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["small", "large"]
+    assert any(line.get_linestyle() == "--" and line.get_xdata()[0] == 0 for line in ax.lines)
