@@ -116,8 +116,7 @@ class PrefixCache:
         a shuffled batch pads every row to its longest one, which on short-text data costs about twice the work.
         """
         ids, keys, lengths = self._keys(encoder, features, depth)
-        entries = {key: self.store[key] for key in keys if key in self.store}
-        self._compute_missing(encoder, features, depth, keys, lengths, entries, CHUNK)
+        entries = self._entries(encoder, features, depth, keys, lengths, CHUNK)
         hidden = pad_sequence([entries[key] for key in keys], batch_first=True)  # zeros after each entry
         hidden = F.pad(hidden, (0, 0, 0, ids.shape[1] - hidden.shape[1])).to(ids.device)  # (B, T, H)
         return hidden.to(self._value_dtype)
@@ -129,8 +128,7 @@ class PrefixCache:
         if self.max_bytes is not None and self.unstored:
             return
         _, keys, lengths = self._keys(encoder, features, depth)
-        entries = {key: self.store[key] for key in keys if key in self.store}
-        self._compute_missing(encoder, features, depth, keys, lengths, entries, len(keys))
+        self._entries(encoder, features, depth, keys, lengths, len(keys))
 
     def _keys(self, encoder, features, depth: int) -> tuple[Tensor, list[bytes], list[int]]:
         """Check the entries against the encoder (``validate``); the batch's token ids, one key per row, lengths."""
@@ -139,10 +137,11 @@ class PrefixCache:
         lengths = features["attention_mask"].sum(1).tolist()
         return ids, [ids[i, :n].cpu().numpy().tobytes() for i, n in enumerate(lengths)], lengths  # right padding
 
-    def _compute_missing(self, encoder, features, depth: int, keys: list[bytes], lengths: list[int],
-                         entries: dict[bytes, Tensor], chunk: int) -> None:
-        """Compute the rows whose key is not in ``entries`` in length-sorted passes of ``chunk`` rows, each padded to
-        its own longest row; store them (``_add``) and put them in ``entries``."""
+    def _entries(self, encoder, features, depth: int, keys: list[bytes], lengths: list[int],
+                 chunk: int) -> dict[bytes, Tensor]:
+        """{key: entry} for every row: stored ones looked up, the others computed in length-sorted passes of ``chunk``
+        rows, each padded to its own longest row, and stored (``_add``)."""
+        entries = {key: self.store[key] for key in keys if key in self.store}
         missing = sorted({key: i for i, key in enumerate(keys) if key not in entries}.values(), key=lengths.__getitem__)
         for start in range(0, len(missing), chunk):
             rows = missing[start : start + chunk]
@@ -155,6 +154,7 @@ class PrefixCache:
                 entries[keys[i]] = self._add(keys[i], computed[row, : lengths[i]].to(self.dtype, copy=True))
         self.misses += len(missing)
         self.hits += len(keys) - len(missing)
+        return entries
 
     def _add(self, key: bytes, entry: Tensor) -> Tensor:
         """Store ``entry`` (T_i, H) unless that would pass ``max_bytes`` (then warn once per filling); return it."""

@@ -167,7 +167,7 @@ def full_scale_sharing() -> str:
     rows = [[comparison, task, f3(c.a), f3(c.b), f"{c.difference:+.3f} ({c.ci_low:+.3f} to {c.ci_high:+.3f})",
              "yes" if c.significant else "no"] for (comparison, task), c in compared.iterrows()]
     return (table(["a - b", "task", "a", "b", f"difference (95 % interval), {len(study.seeds)} seeds",
-                   f"p < 0.05 / {len(compared)}?"], rows) + "\n" + provenance_line(["sharing"]))
+                   f"p < 0.05 / {len(compared)}?"], rows) + "\n" + provenance_line(["recipe", "sharing"]))  # multi-task: recipe
 
 
 def full_scale_freezing() -> str:

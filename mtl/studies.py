@@ -297,13 +297,18 @@ def paired(study: str, a: str, b: str, task: str, n_resamples: int = 2000) -> di
     return paired_bootstrap(preds[a], preds[b], n_resamples)
 
 
+def _sharing_records() -> list[dict]:
+    """Study 2's records: the recipe study's runs (its multi-task setup, see ``sharing_runs``) and the other setups'."""
+    return recorded("recipe") + recorded("sharing")
+
+
 def sharing_study() -> sharing.SeedStudy:
     """Study 2's records as a ``sharing.SeedStudy`` (full test splits), so the full-scale study is compared with the
     same code as notebook 05's CI-sized one (``compare``, ``scores``). Only seeds recorded for every setup count."""
     sizes, steps = full_epoch()
     study = sharing.SeedStudy(sharing.study_setups(sizes, steps))
     by_seed: dict[int, dict[str, dict]] = {}
-    for record in recorded("recipe") + recorded("sharing"):  # the recipe study's runs are the multi-task setup
+    for record in _sharing_records():
         by_seed.setdefault(record["seed"], {})[record["setup"]] = record
     tests = _tests(recipe.TASKS)
     for seed, by_setup in sorted(by_seed.items()):
@@ -320,7 +325,7 @@ def sharing_epochs() -> pd.DataFrame:
     """Study 2's early stopping: per setup and model (its tasks), the epoch kept / epochs run of each recorded seed
     (seed order). A single-task model stops at its own task's best epoch; a multi-task model at the best mean."""
     rows = {}
-    for record in sorted(recorded("recipe") + recorded("sharing"), key=lambda r: (r["study"] != "recipe", r["seed"])):
+    for record in sorted(_sharing_records(), key=lambda r: (r["study"] != "recipe", r["seed"])):
         models = record["results"].get("models", [{"tasks": list(recipe.TASKS), **record["results"]}])  # recipe: one
         for model in models:
             key = (record["setup"], " + ".join(model["tasks"]))
