@@ -9,6 +9,7 @@ Reference: Reimers & Gurevych, "Sentence-BERT", EMNLP 2019.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
 from collections.abc import Callable, Sequence
@@ -45,6 +46,8 @@ class SentenceEncoder(nn.Module):
         self.prefix_cache: PrefixCache | None = None  # set by ``use_prefix_cache`` (training with frozen layers)
         self.token_cache: TokenCache | None = None  # likewise: tokenised inputs, for epochs over the same examples
         self.is_quantized = False  # True for the int8 copies made by ``quantized``
+        self.unchanged_bottom: object | None = None  # a token while ``frozen_bottom_unchanged`` is in force
+        self._unchanged_depth: int | None = None  # ``cached_depth`` found within that block
 
     @classmethod
     def build(
@@ -199,9 +202,28 @@ class SentenceEncoder(nn.Module):
             depth += 1
         return depth
 
+    @contextlib.contextmanager
+    def frozen_bottom_unchanged(self):
+        """Promise that within the block nothing is frozen or unfrozen and no frozen tensor changes, as within a
+        training epoch (the optimiser skips tensors without gradients). ``cached_depth`` and the prefix cache's check
+        of the frozen tensors (``PrefixCache.validate``) then run at the block's first forward pass only, instead of
+        at every one: with the whole encoder frozen, walking its ~100 tensors twice was a third of a training step."""
+        self.unchanged_bottom, self._unchanged_depth = object(), None
+        try:
+            yield
+        finally:
+            self.unchanged_bottom, self._unchanged_depth = None, None
+
     def cached_depth(self) -> int:
         """The depth the prefix cache serves: ``frozen_depth``. A backbone of an unsupported family is never cached:
         partly frozen, that is an error (which blocks are frozen is unknown); wholly frozen, a warning."""
+        if self.unchanged_bottom is not None:  # within ``frozen_bottom_unchanged``: found once
+            if self._unchanged_depth is None:
+                self._unchanged_depth = self._cached_depth()
+            return self._unchanged_depth
+        return self._cached_depth()
+
+    def _cached_depth(self) -> int:
         if self.architecture is not None:
             return self.frozen_depth()
         frozen = [not p.requires_grad for p in self.transformer.auto_model.parameters()]
@@ -229,7 +251,10 @@ class SentenceEncoder(nn.Module):
     def _run_blocks(self, hidden: torch.Tensor, attention_mask: torch.Tensor, start: int, stop: int | None):
         backbone = self.transformer.auto_model
         architecture = self.require_architecture("The prefix cache")
-        return architecture.run_blocks(backbone, architecture.blocks(backbone)[start:stop], hidden, attention_mask)
+        blocks = architecture.blocks(backbone)[start:stop]
+        if len(blocks) == 0:  # the whole backbone cached: no attention mask to build
+            return hidden
+        return architecture.run_blocks(backbone, blocks, hidden, attention_mask)
 
     def check_precision(self, precision: str) -> None:
         """Fail, naming the valid choices, on a precision this encoder cannot run in (int8 copies run in fp32 only)."""

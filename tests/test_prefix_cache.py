@@ -281,3 +281,52 @@ def test_training_computes_the_frozen_bottom_before_each_epoch_not_in_its_steps(
     assert computed["step"] == 0 and computed["fill"] == len(cache) > 0
     drawn_at_most = 2 * 2 * 8 + sum(map(len, val.values()))  # 2 epochs x 2 steps x 8 examples, and validation
     assert len(cache) <= drawn_at_most < sum(map(len, data.values())) + sum(map(len, val.values()))  # not all data
+
+
+def test_within_an_unchanged_bottom_the_frozen_tensors_are_checked_once_per_block(examples, monkeypatch):
+    """``SentenceEncoder.frozen_bottom_unchanged`` (a training epoch): the frozen depth and the cache's check of the
+    frozen tensors run at the block's first forward pass; a change made between blocks is still noticed."""
+    import mtl.prefix_cache
+    model = fresh_model()
+    freeze(model, "encoder")
+    model.encoder.use_prefix_cache()
+    cache, batch = model.encoder.prefix_cache, examples["topic"][:6]
+    checks, depths = [], []
+    frozen_tensors, frozen_depth = mtl.prefix_cache._frozen_tensors, type(model.encoder).frozen_depth
+    monkeypatch.setattr(mtl.prefix_cache, "_frozen_tensors", lambda *a: checks.append(1) or frozen_tensors(*a))
+    monkeypatch.setattr(type(model.encoder), "frozen_depth", lambda self: depths.append(1) or frozen_depth(self))
+    with model.encoder.frozen_bottom_unchanged():
+        expected = [loss_and_grads(model, batch) for _ in range(3)]
+    assert len(checks) == len(depths) == 1 and cache.misses == 6
+    for _ in range(2):  # outside a block: checked at every forward pass
+        loss_and_grads(model, batch)
+    assert len(checks) == len(depths) == 3
+    with torch.no_grad():  # between blocks, e.g. another checkpoint loaded
+        model.encoder.blocks[0].output.dense.weight.mul_(1.5)
+    with model.encoder.frozen_bottom_unchanged():
+        changed = loss_and_grads(model, batch)
+        assert (cache.misses, cache.hits) == (6, 0)  # the block's first check cleared the stale entries
+        assert_same(changed, loss_and_grads(model, batch))
+    assert len(checks) == len(depths) == 4 and model.encoder.unchanged_bottom is None
+    assert not torch.allclose(changed[0], expected[0][0])
+
+
+def test_training_fills_each_example_once_per_frozen_depth(monkeypatch):
+    """Epochs over examples already in the cache hand none of them to the filling pass again, until unfreezing
+    changes the frozen depth (and so every entry)."""
+    data = load_datasets(["topic"], "train", limit=16)
+    val = load_datasets(["topic"], "validation", limit=8)
+    model = build_model(["topic"], backbone="scratch", max_seq_length=32)
+    handed: list[tuple[int, int]] = []  # (frozen depth, id of the example)
+    fill = type(model).fill_prefix_cache
+
+    def recording(self, examples, *args):
+        handed.extend((self.encoder.cached_depth(), id(ex)) for ex in examples)
+        return fill(self, examples, *args)
+    monkeypatch.setattr(type(model), "fill_prefix_cache", recording)
+    config = TrainConfig(epochs=4, batch_size=8, freeze=["encoder"], unfreeze_schedule={3: ["top:1"]},
+                         patience=None, progress=False)
+    train(model, data, val, config)
+    distinct = {id(ex) for ex in [*data["topic"], *val["topic"]]}
+    assert len(handed) == len(set(handed)) == 2 * len(distinct)  # once at the whole depth, once one block lower
+    assert {depth for depth, _ in handed} == {len(model.encoder.blocks), len(model.encoder.blocks) - 1}
