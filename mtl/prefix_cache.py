@@ -26,9 +26,10 @@ are needed instead of stored, with a warning: results change only by float round
 its pass with other rows). ``nbytes`` and ``repr`` report the size.
 
 When entries are computed: ``train`` fills the cache before each epoch's first step with the examples that epoch
-will draw and with the validation sets, in length-sorted batches (``MultiTaskModel.fill_prefix_cache`` ->
-``PrefixCache.fill``), so its steps only look them up; a batch that meets a missing entry anyway (a model used
-outside ``train``) computes it in length-sorted chunks of ``CHUNK`` rows.
+will draw and with the validation sets (each example once per frozen depth), in length-sorted batches
+(``MultiTaskModel.fill_prefix_cache`` -> ``PrefixCache.fill``), so its steps only look them up; a batch that meets a
+missing entry anyway (a model used outside ``train``) computes it in length-sorted chunks of ``CHUNK`` rows. Within
+an epoch the frozen weights are checked once (``SentenceEncoder.frozen_bottom_unchanged``), not at every step.
 
 A second, smaller memo serves the step before: ``TokenCache`` keeps the tokenizer's output per distinct input, so
 that a training epoch over the same examples pads stored token ids instead of tokenising every batch again (with

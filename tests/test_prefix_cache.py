@@ -330,3 +330,25 @@ def test_training_fills_each_example_once_per_frozen_depth(monkeypatch):
     distinct = {id(ex) for ex in [*data["topic"], *val["topic"]]}
     assert len(handed) == len(set(handed)) == 2 * len(distinct)  # once at the whole depth, once one block lower
     assert {depth for depth, _ in handed} == {len(model.encoder.blocks), len(model.encoder.blocks) - 1}
+
+
+def test_the_filling_pass_batches_by_token_count_not_characters(monkeypatch):
+    """Character counts misorder texts of long words and texts of many short ones; the filling pass sorts by tokens,
+    so each batch is padded to its own longest row only."""
+    from mtl.data import Example
+    model = fresh_model()
+    freeze(model, "encoder")
+    model.encoder.use_prefix_cache()
+    texts = ["a b c d e f g h", "extraordinarily", "a b", "telecommunications", "a b c d e", "ok"]
+    tokens = [len(model.encoder.tokenizer(text)["input_ids"]) for text in texts]
+    chars_order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    assert [tokens[i] for i in chars_order] != sorted(tokens, reverse=True)  # characters would misorder them
+    batches = []
+    fill = PrefixCache.fill
+    monkeypatch.setattr(PrefixCache, "fill", lambda self, encoder, features, depth: batches.append(
+        features["attention_mask"]) or fill(self, encoder, features, depth))
+    model.fill_prefix_cache([Example(text, {"topic": "tech"}) for text in texts], batch_size=2)
+    lengths = [row for mask in batches for row in mask.sum(1).tolist()]
+    assert lengths == sorted(tokens, reverse=True)
+    assert all(mask.shape[1] == mask.sum(1).max() for mask in batches)  # no column of padding only
+    assert len(model.encoder.prefix_cache) == len(texts)
