@@ -29,6 +29,7 @@ from mtl.utils import length_sorted_batches
 from mtl.words import joined_words, split_words
 
 FORMAT_VERSION = 1
+FILL_BATCH_SIZE = 64  # rows per pass of ``fill_prefix_cache`` (sorted by token count, so little padding)
 
 
 class MultiTaskModel(nn.Module):
@@ -97,7 +98,7 @@ class MultiTaskModel(nn.Module):
         )
 
     @torch.no_grad()
-    def fill_prefix_cache(self, examples: Sequence[Example], batch_size: int = 64) -> None:
+    def fill_prefix_cache(self, examples: Sequence[Example], batch_size: int = FILL_BATCH_SIZE) -> None:
         """Compute the frozen bottom of the examples the prefix cache lacks (``mtl.prefix_cache``), in length-sorted
         batches, before they are needed: a training step or a validation batch then only looks them up, instead of
         computing them in small chunks of a shuffled batch. Batches are sorted by token count, not characters: in
