@@ -5,7 +5,7 @@ stratified subsets of the train and validation splits; each epoch includes train
 loop is ``TrainConfig(cache_frozen=False)``, the cached loop the default:
 
   - heads-only, 10 epochs: the whole encoder frozen. The cached run computes each distinct sentence's encoding
-    once, during the first epoch, then only pooling and the heads run. The 10 epochs include that first epoch.
+    once, before the first epoch, then only pooling and the heads run. The 10 epochs include that pass.
   - top-2 layers, per epoch: embeddings and the 4 lowest of the 6 blocks frozen. Time per epoch after the first
     (which also fills the cache): the cached run computes the 2 top blocks only, forward and backward. The
     backward pass through those 2 blocks is most of a step's cost, so the gain per epoch is bounded well below
