@@ -14,7 +14,7 @@ at 1 and a validation pass after each epoch:
     ``DataCollatorWithPadding``).
   - ``ST trainer``: ``SentenceTransformerTrainer`` on the same ``SentenceTransformer`` (mean pooling) with a linear
     classifier inside the loss (the trainer optimises a loss's parameters too). It needs the ``datasets`` package,
-    which mtl does not depend on: without it the row is skipped.
+    which mtl does not depend on (``pip install -r benchmarks/requirements.txt``): without it the row is skipped.
 
 The same components are frozen in every path: the embeddings and the 4 lowest blocks (``top-2``, 3 epochs), or the
 whole encoder (``heads-only``, 10 epochs; the HF model's pooler too). HF's trainers keep dropout on in frozen layers
@@ -253,7 +253,7 @@ def report(scenario: str, precisions: list[str], results: dict, examples: int, b
         for path in PATHS:
             runs = results[path, precision]
             if not runs:
-                parts.append(f"{path}: skipped (needs the datasets package)")
+                parts.append(f"{path}: skipped (needs the datasets package: pip install -r benchmarks/requirements.txt)")
                 continue
             speed = examples / float(np.median([s for s, _ in runs]))
             line = f"{path} {speed:.1f} examples/s"

@@ -8,6 +8,8 @@ import copy
 import pytest
 import torch
 
+from mtl import prefix_cache
+from mtl.data import Example
 from mtl.freezing import freeze, unfreeze
 from mtl.prefix_cache import PrefixCache
 from mtl.tasks import build_model, load_datasets
@@ -286,14 +288,13 @@ def test_training_computes_the_frozen_bottom_before_each_epoch_not_in_its_steps(
 def test_within_an_unchanged_bottom_the_frozen_tensors_are_checked_once_per_block(examples, monkeypatch):
     """``SentenceEncoder.frozen_bottom_unchanged`` (a training epoch): the frozen depth and the cache's check of the
     frozen tensors run at the block's first forward pass; a change made between blocks is still noticed."""
-    import mtl.prefix_cache
     model = fresh_model()
     freeze(model, "encoder")
     model.encoder.use_prefix_cache()
     cache, batch = model.encoder.prefix_cache, examples["topic"][:6]
     checks, depths = [], []
-    frozen_tensors, frozen_depth = mtl.prefix_cache._frozen_tensors, type(model.encoder).frozen_depth
-    monkeypatch.setattr(mtl.prefix_cache, "_frozen_tensors", lambda *a: checks.append(1) or frozen_tensors(*a))
+    frozen_tensors, frozen_depth = prefix_cache._frozen_tensors, type(model.encoder).frozen_depth
+    monkeypatch.setattr(prefix_cache, "_frozen_tensors", lambda *a: checks.append(1) or frozen_tensors(*a))
     monkeypatch.setattr(type(model.encoder), "frozen_depth", lambda self: depths.append(1) or frozen_depth(self))
     with model.encoder.frozen_bottom_unchanged():
         expected = [loss_and_grads(model, batch) for _ in range(3)]
@@ -335,7 +336,6 @@ def test_training_fills_each_example_once_per_frozen_depth(monkeypatch):
 def test_the_filling_pass_batches_by_token_count_not_characters(monkeypatch):
     """Character counts misorder texts of long words and texts of many short ones; the filling pass sorts by tokens,
     so each batch is padded to its own longest row only."""
-    from mtl.data import Example
     model = fresh_model()
     freeze(model, "encoder")
     model.encoder.use_prefix_cache()
