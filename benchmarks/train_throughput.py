@@ -253,7 +253,7 @@ def report(scenario: str, precisions: list[str], results: dict, examples: int, b
         for path in PATHS:
             runs = results[path, precision]
             if not runs:
-                parts.append(f"{path}: skipped (needs the datasets package: pip install -r benchmarks/requirements.txt)")
+                parts.append(f"{path}: skipped (needs datasets: pip install -r benchmarks/requirements.txt)")
                 continue
             speed = examples / float(np.median([s for s, _ in runs]))
             line = f"{path} {speed:.1f} examples/s"
