@@ -61,7 +61,7 @@ from mtl.model import FILL_BATCH_SIZE
 from mtl.precision import autocast, cpu_description
 from mtl.tasks import build_model, load_datasets
 from mtl.train import TrainConfig, train
-from mtl.utils import quiet_libraries, set_seed
+from mtl.utils import length_sorted_batches, quiet_libraries, set_seed
 
 LABELS = TASK_LABELS["topic"]
 MAX_SEQ_LENGTH, BATCH_SIZE, ENCODER_LR, HEAD_LR, WEIGHT_DECAY, WARMUP = 64, 32, 1e-4, 1e-2, 0.01, 0.1
@@ -78,14 +78,16 @@ def padding_factors(train_set, val_set) -> tuple[float, float]:
         encoded = tokenizer([ex.text for ex in examples], truncation=True, max_length=MAX_SEQ_LENGTH)
         return np.array([len(ids) for ids in encoded["input_ids"]])
 
-    def padded(lengths: np.ndarray, order: np.ndarray, size: int) -> int:
-        return sum(len(b) * lengths[b].max() for b in np.split(order, range(size, len(order), size)))
+    def padded(lengths: np.ndarray, batches: list[np.ndarray]) -> int:  # tokens after padding each batch
+        return sum(len(b) * lengths[b].max() for b in batches)
 
     train_tokens, val_tokens = tokens(train_set), tokens(val_set)
     both = np.concatenate([train_tokens, val_tokens])
     rng = np.random.default_rng(0)
-    shuffled = np.mean([padded(both, rng.permutation(len(both)), BATCH_SIZE) for _ in range(20)]) / both.sum()
-    filled = sum(padded(t, np.argsort(-t, kind="stable"), FILL_BATCH_SIZE) for t in (train_tokens, val_tokens))
+    shuffles = [rng.permutation(len(both)) for _ in range(20)]
+    shuffled = np.mean([padded(both, np.split(order, range(BATCH_SIZE, len(order), BATCH_SIZE)))
+                        for order in shuffles]) / both.sum()
+    filled = sum(padded(t, length_sorted_batches(t.tolist(), FILL_BATCH_SIZE)) for t in (train_tokens, val_tokens))
     return float(shuffled), filled / both.sum()
 
 
