@@ -113,9 +113,10 @@ class NotebookResults:
         tmp.replace(self.path)
 
 
-def provenance(command: str) -> dict[str, str]:
+def provenance(command: str, root: Path | None = None) -> dict[str, str]:
     """Where a recorded result comes from: the command, git commit (+ "dirty" if tracked files had changes; new
-    untracked files, such as the records a study writes, do not count), CPU model and cores, library versions, date (UTC)."""
+    untracked files, such as the records a study writes, do not count) of the work tree at ``root`` (default: this
+    package's), CPU model and cores, library versions, date (UTC)."""
     import platform
     import subprocess
     from datetime import datetime, timezone
@@ -124,7 +125,7 @@ def provenance(command: str) -> dict[str, str]:
     from mtl.paths import PROJ_ROOT
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=PROJ_ROOT, capture_output=True, text=True).stdout.strip()
+        return subprocess.run(["git", *args], cwd=root or PROJ_ROOT, capture_output=True, text=True).stdout.strip()
 
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()

@@ -61,6 +61,16 @@ METHODS = {  # notebook 03's ladder, the same scenarios
 }
 
 
+# ---- study 3, every method tuned alike (docs/analysis_plan.md) ---------------------------------------------------
+TUNED_BASE = replace(FREEZING_BASE, patience=2)  # the same budget, selection and stopping rule for every method
+LR_FIELD = {"heads only": "head_lr", "top-2": "encoder_lr", "LoRA r=8": "encoder_lr", "full fine-tuning": "encoder_lr",
+            "gradual + discriminative": "encoder_lr"}  # the rate each method's grid tunes
+LR_GRID = {"heads only": (3e-3, 1e-2, 3e-2), "top-2": (2e-5, 6e-5, 2e-4), "LoRA r=8": (3e-4, 1e-3, 3e-3),
+           "full fine-tuning": (2e-5, 6e-5, 2e-4), "gradual + discriminative": (2e-5, 6e-5, 2e-4)}
+GRID_SIZE, GRID_SEEDS = 1000, (0, 1)  # the grid runs at one size with two seeds; the chosen rate serves every size
+TUNED_SIZES, TUNED_SEEDS = (250, 1000, None), (0, 1, 2, 3, 4)
+
+
 def full_epoch(tasks: Sequence[str] = recipe.TASKS) -> tuple[dict[str, int], int]:
     """Training examples per task (full splits) and the steps of one pass over all of them."""
     sizes = {task: len(examples) for task, examples in load_datasets(tasks, "train").items()}
@@ -108,6 +118,45 @@ def freezing_runs(seeds: Sequence[int] = SEEDS, sizes: Sequence[int | None] = SI
                       "config": asdict(FREEZING_BASE), "min_steps_per_epoch": MIN_STEPS_PER_EPOCH}
             runs += [StudyRun("freezing", f"{method}, n={size or 'all'}", seed, params) for seed in seeds]
     return runs
+
+
+def tuned_run(method: str, rate: float, size: int | None, seed: int) -> StudyRun:
+    """One run of the tuned freezing study: ``method`` with its tuned rate (``LR_FIELD``) set to ``rate``."""
+    scenario = METHODS[method]
+    config = replace(TUNED_BASE, **{**scenario.config, LR_FIELD[method]: rate})
+    params = {"task": "sentiment", "train_size": size, "val_limit": VAL_LIMIT,
+              "scenario": {**asdict(scenario), "config": {}}, "config": asdict(config),
+              "min_steps_per_epoch": MIN_STEPS_PER_EPOCH}
+    return StudyRun("tuned_freezing", f"{method}, lr={rate:g}, n={size or 'all'}", seed, params)
+
+
+def grid_runs(methods: Sequence[str] | None = None) -> list[StudyRun]:
+    """The learning-rate grid: every rate of ``LR_GRID`` at ``GRID_SIZE`` sentences, seeds ``GRID_SEEDS``."""
+    return [tuned_run(method, rate, GRID_SIZE, seed) for method in (methods or METHODS)
+            for rate in LR_GRID[method] for seed in GRID_SEEDS]
+
+
+def chosen_rates() -> dict[str, float]:
+    """Each method's rate: the highest mean validation macro-F1 of the kept epochs over the grid's seeds (a tie: the
+    smaller rate), for the methods whose grid is fully recorded."""
+    chosen = {}
+    for method in METHODS:
+        means = {}
+        for rate in LR_GRID[method]:
+            found = records([tuned_run(method, rate, GRID_SIZE, seed) for seed in GRID_SEEDS])
+            if len(found) == len(GRID_SEEDS):
+                means[rate] = sum(r["results"]["validation"]["sentiment/macro_f1"] for r in found) / len(found)
+        if len(means) == len(LR_GRID[method]):
+            chosen[method] = max(sorted(means), key=lambda rate: means[rate])  # max keeps the first (smallest) of ties
+    return chosen
+
+
+def tuned_runs(seeds: Sequence[int] = TUNED_SEEDS, sizes: Sequence[int | None] = TUNED_SIZES) -> list[StudyRun]:
+    """Every method at its chosen rate (``chosen_rates``), every size and seed; cheapest first, seeds innermost. A
+    method whose grid is not complete yet has no runs here."""
+    rates = chosen_rates()
+    return [tuned_run(method, rates[method], size, seed) for size in sizes for method in METHODS if method in rates
+            for seed in seeds]
 
 
 # ---- running one -----------------------------------------------------------------------------------------------
@@ -165,6 +214,8 @@ def execute(run: StudyRun) -> dict:
         return _execute_sharing(run)
     if run.study == "freezing":
         return _execute_freezing(run)
+    if run.study == "tuned_freezing":
+        return _execute_tuned(run)
     raise KeyError(f"Unknown study {run.study!r}.")
 
 
@@ -215,6 +266,25 @@ def _execute_freezing(run: StudyRun) -> dict:
             **kept_epoch(history), **scored(model, _tests([task]), frozen)}
 
 
+def _execute_tuned(run: StudyRun) -> dict:
+    """A tuned freezing run, decided by its parameters alone (scenario, config, size)."""
+    task, size, params = run.params["task"], run.params["train_size"], run.params
+    scenario = Scenario(**{**params["scenario"], "config": {}})
+    train_sets = load_datasets([task], "train", size)  # the same stratified subset for every method and seed
+    val_sets = load_datasets([task], "validation", params["val_limit"])
+    steps = max(len(train_sets[task]) // params["config"]["batch_size"], params["min_steps_per_epoch"])
+    config = TrainConfig.from_dict({**params["config"], "seed": run.seed, "steps_per_epoch": steps})
+    set_seed(run.seed)
+    model = build_model([task], backbone=scenario.backbone, max_seq_length=recipe.MODEL["max_seq_length"])
+    if scenario.lora is not None:
+        add_lora(model, **scenario.lora)
+    frozen = config.freeze if config.freeze and not config.unfreeze_schedule else []
+    history = train(model, train_sets, val_sets, config, prefix_cache=cache_for(frozen) if frozen else None)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"train_size": len(train_sets[task]), "steps_per_epoch": steps, "trainable": trainable,
+            **kept_epoch(history), **scored(model, _tests([task]), frozen)}
+
+
 # The baselines of the full-scale study, {method: tasks}: as recorded (its majority class predicts no NER tags).
 STUDY_BASELINES = {"majority class": ("topic", "sentiment"), "TF-IDF + LR": ("topic", "sentiment"),
                    "frozen MiniLM + LR": ("topic", "sentiment"), "VADER lexicon": ("sentiment",),
@@ -245,7 +315,8 @@ def baselines_on_all_data(methods: Mapping[str, Sequence[str]] = STUDY_BASELINES
 # ---- reading the records ---------------------------------------------------------------------------------------
 
 def all_runs(seeds: Sequence[int] = SEEDS) -> list[StudyRun]:
-    return recipe_runs(seeds) + baseline_runs() + sharing_runs(seeds) + freezing_runs(seeds)
+    return (recipe_runs(seeds) + baseline_runs() + sharing_runs(seeds) + freezing_runs(seeds) + grid_runs()
+            + tuned_runs())
 
 
 def records(runs: Sequence[StudyRun]) -> list[dict]:
@@ -423,14 +494,17 @@ def pays_from(gains: pd.DataFrame, method: str) -> str | int | None:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mtl.studies", description=__doc__.split("\n\n")[0])
     parser.add_argument("studies", nargs="*", default=["freezing", "recipe", "baselines", "sharing"],
-                        choices=["recipe", "baselines", "sharing", "freezing"])
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+                        choices=["recipe", "baselines", "sharing", "freezing", "lr_grid", "tuned_freezing"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help=f"default {SEEDS}; tuned_freezing {TUNED_SEEDS}")
     parser.add_argument("--sizes", nargs="+", default=None, help="freezing study sizes (numbers or 'all')")
     parser.add_argument("--methods", nargs="+", default=None, choices=list(METHODS), help="freezing study methods")
     args = parser.parse_args(argv)
+    seeds = args.seeds or list(SEEDS)
     sizes = SIZES if args.sizes is None else tuple(None if s == "all" else int(s) for s in args.sizes)
-    by_study = {"recipe": lambda: recipe_runs(args.seeds), "baselines": baseline_runs,
-                "sharing": lambda: sharing_runs(args.seeds), "freezing": lambda: freezing_runs(args.seeds, sizes, args.methods)}
+    by_study = {"recipe": lambda: recipe_runs(seeds), "baselines": baseline_runs,
+                "sharing": lambda: sharing_runs(seeds), "freezing": lambda: freezing_runs(seeds, sizes, args.methods),
+                "lr_grid": lambda: grid_runs(args.methods),
+                "tuned_freezing": lambda: tuned_runs(args.seeds or TUNED_SEEDS, TUNED_SIZES if args.sizes is None else sizes)}
     command = " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])])
     for study in args.studies:
         run_study(by_study[study](), execute, STUDIES_DIR, command)

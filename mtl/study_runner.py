@@ -8,6 +8,10 @@ the process loses at most the run in progress. Each record carries its wall time
 CPU, library versions, date; ``mtl.results.provenance``), and its CPU time over all threads (``cpu_seconds``).
 Both depend on what else the machine runs (oversubscribed threads spin and wait): compare costs only between runs
 made under the same load, e.g. in one quiet session.
+
+A study runs from a git work tree with no uncommitted changes to tracked files (its own ``git worktree``, pinned to
+one commit, so that development elsewhere never leaks into it): ``run_study`` refuses to start otherwise, and refuses
+to record a run when the tree changed or its HEAD moved meanwhile, so every record names the code that made it.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import hashlib
 import json
 import os
 import re
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +27,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from mtl.paths import PROJ_ROOT
 from mtl.results import provenance
 
 
@@ -83,24 +89,44 @@ def is_current(run: StudyRun, directory: Path) -> bool:
     return current_record(run, directory) is not None
 
 
+def clean_commit(root: Path) -> str:
+    """The full commit hash of HEAD of the git work tree at ``root``; RuntimeError if it is not a git work tree or
+    tracked files have uncommitted changes (new untracked files, such as records, do not count)."""
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+
+    head = git("rev-parse", "HEAD")
+    if head.returncode != 0:
+        raise RuntimeError(f"{root} is not a git work tree with a commit: a study records the commit that made it.")
+    changed = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+    if changed:
+        raise RuntimeError(f"{root} has uncommitted changes to tracked files ({changed.splitlines()[0].strip()} ...): "
+                           "run studies from a clean work tree pinned to one commit (`git worktree add`).")
+    return head.stdout.strip()
+
+
 def run_study(runs: Sequence[StudyRun], execute: Callable[[StudyRun], dict], directory: Path,
-              command: str = "python -m mtl.studies", progress: bool = True) -> list[dict]:
+              command: str = "python -m mtl.studies", progress: bool = True, root: Path = PROJ_ROOT) -> list[dict]:
     """Each run's record, in order: read from ``directory`` when it was recorded for the same definition, else
     computed by ``execute(run)`` (a dict of JSON-ready results) and written before the next run starts. The bar's
-    ETA counts only the runs still to do."""
+    ETA counts only the runs still to do. ``root``: the git work tree whose code runs; it must stay clean and at one
+    commit from start to end (``clean_commit``)."""
     paths = [run.path(directory) for run in runs]
     if len(set(paths)) != len(paths):
         raise ValueError("Two runs share a record file: every (study, setup, seed) must be unique.")
     todo = [run for run in runs if not is_current(run, directory)]
+    commit = clean_commit(root) if todo else None
     bar = tqdm(total=len(todo), desc=f"{len(runs) - len(todo)} of {len(runs)} runs recorded", unit="run",
                disable=not progress)
     for run in todo:
         bar.set_postfix_str(f"{run.study}: {run.setup}, seed {run.seed}")
         started, cpu_started = time.perf_counter(), time.process_time()
         results = execute(run)
+        if clean_commit(root) != commit:
+            raise RuntimeError(f"HEAD of {root} moved from {commit[:7]} while {run.setup!r} ran: not recorded.")
         record = {**run.definition(), "digest": run.digest(), "seconds": round(time.perf_counter() - started, 1),
                   "cpu_seconds": round(time.process_time() - cpu_started, 1),  # all threads
-                  "provenance": provenance(command), "results": results}
+                  "provenance": provenance(command, root), "results": results}
         write_record(run.path(directory), record)
         bar.update()
     bar.close()
