@@ -17,12 +17,12 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 data: setup                          ## download (pinned, checksummed) and prepare the data; a no-op when up to date
-	$(PY) -m mtl.prepare --mpnet
+	$(PY) -m mtl.data.prepare --mpnet
 
 notebooks: data
 	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1800 notebooks/0*.ipynb
 
-# Under test the notebooks check their numbers against results/*.json (mtl.results) and draw their figures into a
+# Under test the notebooks check their numbers against results/*.json (mtl.extras.notebooks.results) and draw their figures into a
 # temporary folder: the test command leaves the work tree as it found it.
 CHECKED := MTL_CHECK_RESULTS=1 MTL_FIGURES_DIR=$$(mktemp -d)
 
@@ -36,7 +36,7 @@ nbval: data
 	$(CHECKED) $(PY) -m pytest notebooks $(NBVAL) -q
 
 results: data                        ## the full-scale studies (hours; resumable: skips runs already in results/studies/)
-	$(PY) -m mtl.studies
+	$(PY) -m mtl.extras.studies
 
 bench: data                          ## time every notebook and list the slowest cells
 	$(PY) benchmarks/notebook_times.py

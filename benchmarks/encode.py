@@ -5,11 +5,11 @@ all-MiniLM-L6-v2, mean pooling and L2 normalisation, at the same batch size, on 
 
   - ``sentence-transformers``: ``SentenceTransformer(backbone_path("minilm")).encode`` (float32, the reference);
   - ``mtl fp32``: ``SentenceEncoder.build("minilm").encode``;
-  - ``mtl bf16``: the same encoder, ``encode(..., precision="bf16")`` (``mtl.precision``: bfloat16 autocast; fast only
+  - ``mtl bf16``: the same encoder, ``encode(..., precision="bf16")`` (``mtl.encoder.precision``: bfloat16 autocast; fast only
     on CPUs with AMX or AVX512-BF16, emulated and slower elsewhere);
-  - ``mtl int8``: ``SentenceEncoder.build("minilm").quantized()`` (``mtl.quantize``; with ``--calibration 256``,
+  - ``mtl int8``: ``SentenceEncoder.build("minilm").quantized()`` (``mtl.extras.inference.quantize``; with ``--calibration 256``,
     the optional SmoothQuant scaling calibrated on the first 256 sentences of the sentiment *train* split).
-  - ``onnx fp32`` / ``onnx int8``: ``OnnxSentenceEncoder.export(encoder, int8=...)`` (``mtl.onnx_encoder``: the
+  - ``onnx fp32`` / ``onnx int8``: ``OnnxSentenceEncoder.export(encoder, int8=...)`` (``mtl.extras.inference.onnx_encoder``: the
     backbone run by ONNX Runtime, in float32 or with its dynamic int8 quantisation; pooling etc. in torch).
 
 The machine is shared, so the load changes while we measure: the 2,000 sentences are cut into blocks, every
@@ -17,7 +17,7 @@ encoder runs on each block in turn (the order rotates from block to block), and 
 sum over blocks. Throughputs are medians over repeats; a ratio is the median of the per-repeat ratios.
 
 Quality of each faster path, against the same encoder in float32:
-  - Spearman correlation with human similarity on the Lee corpus (``mtl.similarity.spearman_with_humans``);
+  - Spearman correlation with human similarity on the Lee corpus (``mtl.evaluation.similarity.spearman_with_humans``);
   - accuracy on the topic test split of a logistic-regression probe trained on the frozen train embeddings.
 
 The last line names the fastest path on the CPU it ran on, and the fastest whose embeddings stay within cosine
@@ -37,12 +37,12 @@ import torch
 from sentence_transformers import SentenceTransformer
 from sklearn.linear_model import LogisticRegression
 
-from mtl.backbones import backbone_path
-from mtl.data import load_lee, load_sentiment, load_topic
-from mtl.encoder import SentenceEncoder
-from mtl.onnx_encoder import OnnxSentenceEncoder
-from mtl.precision import cpu_description
-from mtl.similarity import spearman_with_humans
+from mtl.encoder.backbones import backbone_path
+from mtl.data.examples import load_lee, load_sentiment, load_topic
+from mtl.encoder.encoder import SentenceEncoder
+from mtl.extras.inference.onnx_encoder import OnnxSentenceEncoder
+from mtl.encoder.precision import cpu_description
+from mtl.evaluation.similarity import spearman_with_humans
 from mtl.utils import quiet_libraries, set_seed
 
 FAST_PATHS = ("mtl bf16", "mtl int8", "onnx fp32", "onnx int8")  # each compared with mtl fp32

@@ -1,6 +1,6 @@
-"""Frozen-prefix cache (``mtl.prefix_cache``): training time with and without it, same data, one run.
+"""Frozen-prefix cache (``mtl.encoder.prefix_cache``): training time with and without it, same data, one run.
 
-Both figures time ``mtl.train.train`` on MiniLM (max_seq_length 64) with the topic and sentiment heads, on the same
+Both figures time ``mtl.training.train.train`` on MiniLM (max_seq_length 64) with the topic and sentiment heads, on the same
 stratified subsets of the train and validation splits; each epoch includes train()'s validation pass. The plain
 loop is ``TrainConfig(cache_frozen=False)``, the cached loop the default:
 
@@ -31,9 +31,9 @@ import time
 import numpy as np
 import torch
 
-from mtl.prefix_cache import PrefixCache
-from mtl.tasks import build_model, load_datasets
-from mtl.train import TrainConfig, train
+from mtl.encoder.prefix_cache import PrefixCache
+from mtl.multitask.tasks import build_model, load_datasets
+from mtl.training.train import TrainConfig, train
 from mtl.utils import quiet_libraries, set_seed
 
 TASKS = ["topic", "sentiment"]

@@ -21,8 +21,8 @@ import time
 import numpy as np
 import torch
 
-from mtl.data import load_sentiment
-from mtl.encoder import SentenceEncoder
+from mtl.data.examples import load_sentiment
+from mtl.encoder.encoder import SentenceEncoder
 from mtl.utils import quiet_libraries
 
 

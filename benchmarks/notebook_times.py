@@ -32,7 +32,7 @@ from mtl.paths import PROJ_ROOT
 NOTEBOOKS_DIR = PROJ_ROOT / "notebooks"
 SETUP_CELL = """\
 import pathlib
-import mtl.paths  # cheap; mtl.plots, imported later by the notebook, reads FIGURES_DIR from here
+import mtl.paths  # cheap; mtl.extras.notebooks.plots, imported later by the notebook, reads FIGURES_DIR from here
 mtl.paths.FIGURES_DIR = pathlib.Path({figures!r})  # keep the committed figures as they are
 """
 

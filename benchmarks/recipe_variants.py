@@ -1,10 +1,10 @@
 """How notebook 04's learning rates and class weighting were chosen: four variants of the recipe, validation only.
 
-Each variant is ``mtl.recipe`` (seed 0, same data, same 4 x 75 steps) with one change of ``TrainConfig``; the table
+Each variant is ``mtl.extras.notebooks.recipe`` (seed 0, same data, same 4 x 75 steps) with one change of ``TrainConfig``; the table
 prints, per variant, the validation scores of the epoch the run keeps (best mean of the tasks' main scores) and its
 training time. The test split is not touched. Validation scores each task on its own set (topic on the headlines,
 as the test measures it). The table is recorded, with its provenance, in ``results/recipe_variants.json``, from which
-README's table is generated (``python -m mtl.readme``).
+README's table is generated (``python -m mtl.extras.studies.readme``).
 
 Usage: ``python benchmarks/recipe_variants.py`` (about 10 minutes on two CPU cores).
 """
@@ -14,8 +14,8 @@ import time
 
 import pandas as pd
 
-from mtl import recipe
-from mtl.results import NotebookResults, provenance
+from mtl.extras.notebooks import recipe
+from mtl.extras.notebooks.results import NotebookResults, provenance
 from mtl.utils import quiet_libraries
 
 VARIANTS = {  # overrides of recipe.CONFIG

@@ -6,8 +6,8 @@ the same stratified subsets of the train and validation splits, with batch size 
 (encoder 1e-4, head 1e-2, weight decay 0.01 on matrices), 10 % linear warm-up then linear decay, gradient clipping
 at 1 and a validation pass after each epoch:
 
-  - ``mtl plain``: ``mtl.train.train`` with ``TrainConfig(cache_frozen=False)``: every step runs all 6 blocks.
-  - ``mtl cached``: the default, the frozen bottom computed once per sentence (``mtl.prefix_cache``), in
+  - ``mtl plain``: ``mtl.training.train.train`` with ``TrainConfig(cache_frozen=False)``: every step runs all 6 blocks.
+  - ``mtl cached``: the default, the frozen bottom computed once per sentence (``mtl.encoder.prefix_cache``), in
     length-sorted batches before the first epoch's first step.
   - ``HF Trainer``: ``transformers.Trainer`` on ``AutoModelForSequenceClassification`` from the same folder (BERT's
     [CLS] pooler and a linear classifier; the standard recipe: data tokenised once up front, padded per batch by
@@ -54,13 +54,13 @@ from torch import nn
 from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, PrinterCallback,
                           Trainer, TrainingArguments, get_linear_schedule_with_warmup)
 
-from mtl.backbones import backbone_path
-from mtl.data import TASK_LABELS
-from mtl.metrics import classification_scores
-from mtl.model import FILL_BATCH_SIZE
-from mtl.precision import autocast, cpu_description
-from mtl.tasks import build_model, load_datasets
-from mtl.train import TrainConfig, train
+from mtl.encoder.backbones import backbone_path
+from mtl.data.examples import TASK_LABELS
+from mtl.evaluation.metrics import classification_scores
+from mtl.multitask.model import FILL_BATCH_SIZE
+from mtl.encoder.precision import autocast, cpu_description
+from mtl.multitask.tasks import build_model, load_datasets
+from mtl.training.train import TrainConfig, train
 from mtl.utils import length_sorted_batches, quiet_libraries, set_seed
 
 LABELS = TASK_LABELS["topic"]

@@ -18,7 +18,7 @@ set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "mtl-hypothesis")  # its c
 
 @pytest.fixture
 def tiny_model():
-    from mtl.tasks import build_model
+    from mtl.multitask.tasks import build_model
 
     set_seed(0)
     return build_model(["topic", "sentiment", "ner"], backbone="scratch", max_seq_length=32)

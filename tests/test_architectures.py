@@ -1,4 +1,4 @@
-"""Tests for mtl.architectures through everything layer-wise that uses it, on every supported family (BERT, DistilBERT,
+"""Tests for mtl.encoder.architectures through everything layer-wise that uses it, on every supported family (BERT, DistilBERT,
 RoBERTa, MPNet): tiny random backbones built from transformers config classes (no download), saved as
 sentence-transformers folders and loaded through ``build_model``. Selectors, layer learning rates, gradual
 unfreezing, the prefix cache (the plain path's losses and gradients), LoRA, save and load; and a backbone of an
@@ -14,13 +14,14 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import (AlbertConfig, AlbertModel, BertConfig, BertModel, DistilBertConfig, DistilBertModel,
                           MPNetConfig, MPNetModel, PreTrainedTokenizerFast, RobertaConfig, RobertaModel)
 
-from mtl.architectures import ARCHITECTURES
-from mtl.encoder import SentenceEncoder
-from mtl.freezing import components, freeze, is_frozen, select, unfreeze
-from mtl.lora import add_lora, lora_parameters
-from mtl.model import MultiTaskModel
-from mtl.tasks import build_model, load_datasets
-from mtl.train import LossWeighting, MultiTaskObjective, TrainConfig, layer_learning_rates, parameter_groups, train
+from mtl.encoder.architectures import ARCHITECTURES
+from mtl.encoder.encoder import SentenceEncoder
+from mtl.multitask.model import is_frozen
+from mtl.finetuning.freezing import freeze, select, unfreeze
+from mtl.finetuning.lora import add_lora, lora_parameters
+from mtl.multitask.model import MultiTaskModel
+from mtl.multitask.tasks import build_model, load_datasets
+from mtl.training.train import LossWeighting, MultiTaskObjective, TrainConfig, layer_learning_rates, parameter_groups, train
 from mtl.utils import set_seed
 from test_freezing import changed, snapshot, train_gradually
 from test_prefix_cache import assert_same, loss_and_grads  # the cached forward must equal the plain one
@@ -98,7 +99,7 @@ def test_the_saved_folder_is_a_sentence_transformers_model_of_its_family(backbon
 
 def test_components_split_every_backbone_weight_into_embeddings_and_blocks(backbone):
     model = fresh_model(backbone)
-    parts = components(model)
+    parts = model.components()
     assert list(parts) == ["embeddings", *BLOCKS, "head.topic", "head.ner"]
     owned = [id(p) for name, module in parts.items() if not name.startswith("head.") for p in module.parameters()]
     weights = [id(p) for p in model.encoder.transformer.auto_model.parameters()]
@@ -123,7 +124,7 @@ def test_selectors(backbone, selector, expected):
 def test_freezing_by_selector_sets_what_trains_and_the_frozen_depth(backbone):
     model = fresh_model(backbone)
     freeze(model, "bottom:2")
-    frozen = {name for name, module in components(model).items() if is_frozen(module)}
+    frozen = {name for name, module in model.components().items() if is_frozen(module)}
     assert frozen == {"embeddings", "layer.0", "layer.1"}
     assert model.encoder.frozen_depth() == 2
     freeze(model, "encoder")
@@ -144,7 +145,7 @@ def test_layer_learning_rates_reach_every_component_and_one_step_moves_each_bloc
     groups = parameter_groups(MultiTaskObjective(model, LossWeighting(TASKS, "fixed")), config)
     rate_of = {id(p): g["lr"] for g in groups for p in g["params"]}
     for name, rate in rates.items():
-        params = list(components(model)[name].parameters())
+        params = list(model.components()[name].parameters())
         assert [rate_of[id(p)] for p in params] == pytest.approx([rate] * len(params)), name
     before = snapshot(model)
     train(model, *data, config)
@@ -256,7 +257,7 @@ SUPPORTED = r"model_type 'albert' is not a supported architecture: bert \(BERT\)
 @pytest.mark.parametrize("selector", ["embeddings", "layer.0", "bottom:1", "top:1"])
 def test_layer_wise_selectors_on_an_unsupported_family_are_errors_naming_the_supported_ones(albert, selector):
     model = fresh_model(albert)
-    assert list(components(model)) == ["backbone", "head.topic", "head.ner"]
+    assert list(model.components()) == ["backbone", "head.topic", "head.ner"]
     assert select(model, "encoder") == select(model, "backbone") == ["backbone"]
     with pytest.raises(ValueError, match=rf"selector '{selector}' needs .*{SUPPORTED}"):
         select(model, selector)
@@ -271,7 +272,7 @@ def test_layer_wise_training_on_an_unsupported_family_fails_before_training(albe
     before = snapshot(model)
     with pytest.raises(ValueError, match=rf"{match} .*{SUPPORTED}"):
         train(model, *data, TrainConfig(steps_per_epoch=1, batch_size=8, patience=None, progress=False, **config))
-    assert not changed(before, model) and not any(is_frozen(m) for m in components(model).values())
+    assert not changed(before, model) and not any(is_frozen(m) for m in model.components().values())
 
 
 def test_an_unsupported_family_trains_whole_frozen_or_whole(albert, data):

@@ -1,12 +1,12 @@
 import numpy as np
 import pytest
 
-import mtl.baselines
+import mtl.evaluation.baselines
 from sklearn.metrics import f1_score
 
-from mtl.baselines import LOGREG_GRID, fit_logreg, majority, tfidf_logreg, vader_lexicon
-from mtl.data import load_sentiment
-from mtl.metrics import TaskPredictions, classification_scores
+from mtl.evaluation.baselines import LOGREG_GRID, fit_logreg, majority, tfidf_logreg, vader_lexicon
+from mtl.data.examples import load_sentiment
+from mtl.evaluation.metrics import TaskPredictions, classification_scores
 
 
 def test_majority_predicts_the_most_frequent_label():
@@ -42,12 +42,12 @@ def test_tfidf_logreg_is_fitted_to_the_optimum_not_to_a_solver_path(monkeypatch)
     (which depends on the CPU's kernels), decides them. With sklearn's default tol=1e-4 they do move. Tried at the
     grid's weakest regularisation, the slowest to converge."""
     train, test = load_sentiment("train")[:3000], load_sentiment("test")[:1500]
-    monkeypatch.setitem(mtl.baselines.LOGREG_GRID, "C", (max(mtl.baselines.LOGREG_GRID["C"]),))  # hardest to fit
+    monkeypatch.setitem(mtl.evaluation.baselines.LOGREG_GRID, "C", (max(mtl.evaluation.baselines.LOGREG_GRID["C"]),))  # hardest to fit
     texts = lambda examples: [ex.text for ex in examples]  # noqa: E731
     fit = lambda: tfidf_logreg(texts(train), [ex.labels["sentiment"] for ex in train], texts(test),
                                validation=(texts(test), [ex.labels["sentiment"] for ex in test])).predictions
     converged = fit()
-    monkeypatch.setattr(mtl.baselines, "LOGREG_TOL", mtl.baselines.LOGREG_TOL / 100)
+    monkeypatch.setattr(mtl.evaluation.baselines, "LOGREG_TOL", mtl.evaluation.baselines.LOGREG_TOL / 100)
     assert fit() == converged
 
 
@@ -73,8 +73,8 @@ def test_entity_f1_is_entity_level():
 def test_validation_scores_each_task_on_its_own_dataset_and_reports_the_others(tiny_model):
     """Model selection must see the population the test measures: topic on the headlines, not pooled with the NER
     sentences' topics, which are reported separately; a task without a dataset of its own is pooled."""
-    from mtl.predictions import evaluate
-    from mtl.tasks import load_datasets
+    from mtl.evaluation.predictions import evaluate
+    from mtl.multitask.tasks import load_datasets
 
     val = load_datasets(["topic", "ner"], "validation", limit=12)
     scores = evaluate(tiny_model, val)
@@ -84,8 +84,8 @@ def test_validation_scores_each_task_on_its_own_dataset_and_reports_the_others(t
 
 
 def test_ner_is_scored_on_whole_sentences_words_past_the_length_limit_count_as_o(tiny_model):
-    from mtl.data import Example
-    from mtl.predictions import predict_examples
+    from mtl.data.examples import Example
+    from mtl.evaluation.predictions import predict_examples
 
     words = tuple(f"w{i}" for i in range(60))  # far more than max_seq_length=32 word pieces
     tags = ["B-PER"] + ["O"] * 58 + ["B-LOC"]  # the last entity lies past the limit
@@ -95,7 +95,7 @@ def test_ner_is_scored_on_whole_sentences_words_past_the_length_limit_count_as_o
 
 
 def _toy_sets():
-    from mtl.data import Example
+    from mtl.data.examples import Example
     topic = [("goal match striker", "sport"), ("football goal", "sport"), ("stock market shares", "business"),
              ("bank shares profit", "business")]
     ner = [(("Paris", "is", "big"), ("B-LOC", "O", "O")), (("Anna", "is", "here"), ("B-PER", "O", "O"))]  # tuples, as loaded
@@ -108,7 +108,7 @@ def _toy_sets():
 
 
 def test_fit_baselines_fits_each_method_on_the_tasks_it_applies_to_and_records_validation_choices():
-    from mtl.baselines import fit_baselines
+    from mtl.evaluation.baselines import fit_baselines
     train, test = _toy_sets()
     fits = fit_baselines(train, test, test, {"majority class": ("topic", "ner"), "TF-IDF + LR": ("topic", "sentiment"),
                                              "most frequent tag per word": ("ner",)})
@@ -124,7 +124,7 @@ def test_fit_baselines_fits_each_method_on_the_tasks_it_applies_to_and_records_v
 
 
 def test_fit_baselines_rejects_unknown_methods_and_a_probe_without_its_encoder():
-    from mtl.baselines import fit_baselines
+    from mtl.evaluation.baselines import fit_baselines
     train, test = _toy_sets()
     with pytest.raises(KeyError, match="Unknown baseline"):
         fit_baselines(train, test, test, {"nearest neighbour": ("topic",)})

@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mtl.data import Example
-from mtl.predictions import predict_examples
-from mtl.similarity import embed_with_poolings
+from mtl.data.examples import Example
+from mtl.evaluation.predictions import predict_examples
+from mtl.evaluation.similarity import embed_with_poolings
 
 TEXTS = [
     "Shares fell.",

@@ -21,10 +21,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mtl.__main__ import main
-from mtl.checkpoint import load_state
-from mtl.model import MultiTaskModel
-from mtl.tasks import task_spec
+from mtl.extras.cli.main import main
+from mtl.training.checkpoint import load_state
+from mtl.multitask.model import MultiTaskModel
+from mtl.multitask.tasks import task_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = json.loads((ROOT / "configs" / "tiny.json").read_text())

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mtl.__main__ import format_history, main
+from mtl.extras.cli.main import format_history, main
 from test_cli import free_port
 
 TOPICS = {"business": ["Shares fell in London", "The bank raised rates", "Profits jumped at the firm"],
@@ -200,7 +200,7 @@ def test_accelerate_launch_on_two_cpu_processes_trains_on_a_users_files(tmp_path
 
 def test_the_model_settings_of_a_config_reach_every_head(tmp_path):
     """head_hidden_dim and head_dropout apply to built-in and file tasks alike (they are the TaskSpecs' settings)."""
-    from mtl.__main__ import load_config, load_data
+    from mtl.extras.cli.main import load_config, load_data
 
     config = write_user_files(tmp_path)
     config["model"].update(head_hidden_dim=16, head_dropout=0.0)

@@ -1,14 +1,14 @@
-"""Tests for mtl.data: Example validation, the prepared-data loaders, and the readers of users' files and their errors
+"""Tests for mtl.data.examples: Example validation, the prepared-data loaders, and the readers of users' files and their errors
 (random rows and bytes: test_readers_property.py)."""
 import io
 
 import numpy as np
 import pytest
 
-from mtl import data
-from mtl.data import (SPLITS, TASK_LABELS, DataError, Example, check_no_leakage, load_lee, load_ner, load_sentiment,
+from mtl.data.examples import examples as data
+from mtl.data.examples import (SPLITS, TASK_LABELS, DataError, Example, check_no_leakage, load_lee, load_ner, load_sentiment,
                       load_topic, read_conll, read_csv, read_jsonl, read_texts)
-from mtl.prepare import prepare
+from mtl.data.prepare import prepare
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -1,4 +1,4 @@
-"""Tests for mtl.encoder: parity with sentence-transformers, save/load, shapes, pooling, padding and input checks."""
+"""Tests for mtl.encoder.encoder: parity with sentence-transformers, save/load, shapes, pooling, padding and input checks."""
 from __future__ import annotations
 
 import socket
@@ -8,9 +8,9 @@ import pytest
 import torch
 from sentence_transformers import SentenceTransformer
 
-import mtl.backbones
-from mtl.backbones import SCRATCH_CONFIG, backbone_path, scratch_path
-from mtl.encoder import POOLING_MODES, SentenceEncoder
+import mtl.encoder.backbones
+from mtl.encoder.backbones import SCRATCH_CONFIG, backbone_path, scratch_path
+from mtl.encoder.encoder import POOLING_MODES, SentenceEncoder
 from mtl.utils import quiet_libraries, set_seed
 
 quiet_libraries()
@@ -149,7 +149,7 @@ def no_network(monkeypatch):
 def test_scratch_builds_offline_and_deterministically(tmp_path, monkeypatch, no_network):
     weights = []
     for run in ("a", "b"):  # two independent builds, each in its own empty models folder
-        monkeypatch.setattr(mtl.backbones, "MODELS_DIR", tmp_path / run)
+        monkeypatch.setattr(mtl.encoder.backbones, "MODELS_DIR", tmp_path / run)
         folder = scratch_path()
         assert folder.parent == tmp_path / run
         encoder = SentenceEncoder.build(str(folder), pooling="mean")
@@ -174,7 +174,7 @@ def test_scratch_backbone_built_concurrently_by_two_processes(tmp_path, monkeypa
     import shutil
     from pathlib import Path
 
-    import mtl.backbones as backbones
+    import mtl.encoder.backbones as backbones
 
     monkeypatch.setattr(backbones, "MODELS_DIR", tmp_path)
     real_rename = Path.rename

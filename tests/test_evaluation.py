@@ -1,4 +1,4 @@
-"""mtl.evaluation and the calibration helpers of mtl.metrics / mtl.plots (notebook 05)."""
+"""mtl.extras.notebooks.reports and the calibration helpers of mtl.evaluation.metrics / mtl.extras.notebooks.plots (notebook 05)."""
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -6,21 +6,21 @@ import pytest
 from seqeval.metrics import f1_score as seqeval_f1
 from sklearn.metrics import f1_score
 
-from mtl import recipe
-from mtl.data import Example
-from mtl.baselines import most_frequent_tag
-from mtl.evaluation import (confident_mistakes, confusion, entity_report, inference_cost,
+from mtl.extras.notebooks import recipe
+from mtl.data.examples import Example
+from mtl.evaluation.baselines import most_frequent_tag
+from mtl.extras.notebooks.reports import (confident_mistakes, confusion, entity_report, inference_cost,
                             label_scores, label_table, mean_std, paired_by_group,
                             prediction_frame, predict_tests,
                             scores_by, sentence_report,
                             subset, through_cache)
-from mtl.sharing import Run, seed_study, single_task_steps
-from mtl.metrics import (TaskPredictions, example_statistics, expected_calibration_error, main_score, paired_bootstrap,
+from mtl.extras.notebooks.sharing import Run, seed_study, single_task_steps
+from mtl.evaluation.metrics import (TaskPredictions, example_statistics, expected_calibration_error, main_score, paired_bootstrap,
                          reliability_table, separated)
-from mtl.task_kinds import task_kind
-from mtl.plots import projection_scatter, reliability_diagram
-from mtl.prefix_cache import PrefixCache
-from mtl.tasks import load_datasets, stratified_positions
+from mtl.multitask.task_kinds import task_kind
+from mtl.extras.notebooks.plots import projection_scatter, reliability_diagram
+from mtl.encoder.prefix_cache import PrefixCache
+from mtl.multitask.tasks import load_datasets, stratified_positions
 
 LABELS = ("a", "b", "c")
 TAGS = ("O", "B-PER", "I-PER", "B-LOC", "I-LOC")
@@ -103,7 +103,7 @@ def test_roc_auc_is_one_for_perfectly_ranked_probabilities():
 
 
 def test_class_report_per_class_in_label_order_and_its_macro_mean_is_macro_f1():
-    from mtl.evaluation import class_report  # (imported here: the import block above is being edited elsewhere)
+    from mtl.extras.notebooks.reports import class_report  # (imported here: the import block above is being edited elsewhere)
 
     preds = sentence_preds(["a", "a", "b", "c"], ["a", "b", "b", "a"])
     report = class_report(preds)

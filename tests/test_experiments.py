@@ -1,13 +1,13 @@
-"""mtl.experiments: scenarios x seeds give one row each and the validation predictions behind it; ``compare``
+"""mtl.extras.notebooks.experiments: scenarios x seeds give one row each and the validation predictions behind it; ``compare``
 pairs two scenarios by example and seed."""
 from __future__ import annotations
 
 import pytest
 
-from mtl.experiments import Scenario, compare, run_scenarios
-from mtl.metrics import main_score
-from mtl.tasks import load_datasets
-from mtl.train import TrainConfig
+from mtl.extras.notebooks.experiments import Scenario, compare, run_scenarios
+from mtl.evaluation.metrics import main_score
+from mtl.multitask.tasks import load_datasets
+from mtl.training.train import TrainConfig
 
 TASKS = ("topic", "sentiment")
 BASE = TrainConfig(epochs=1, steps_per_epoch=2, batch_size=8, head_lr=1e-2, patience=None, progress=False)

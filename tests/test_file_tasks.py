@@ -1,4 +1,4 @@
-"""mtl.file_tasks: config entries that name files, their label sets, and the held-out validation split."""
+"""mtl.extras.cli.file_tasks: config entries that name files, their label sets, and the held-out validation split."""
 from __future__ import annotations
 
 from collections import Counter
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mtl.data import DataError, Example, UnknownLabelError
-from mtl.file_tasks import FileTask, hold_out, load_file_task
+from mtl.data.examples import DataError, Example, UnknownLabelError
+from mtl.extras.cli.file_tasks import FileTask, hold_out, load_file_task
 
 
 def write(tmp_path: Path, name: str, content: str) -> str:

@@ -1,4 +1,4 @@
-"""Tests for mtl.freezing and the training-config side of transfer learning (mtl.train): components and selectors,
+"""Tests for mtl.finetuning.freezing and the training-config side of transfer learning (mtl.training.train): components and selectors,
 freeze/unfreeze, the parameter report, eval mode of frozen parts, discriminative learning rates and gradual
 unfreezing."""
 from __future__ import annotations
@@ -6,11 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mtl.freezing import components, eval_frozen, freeze, is_frozen, parameter_report, select, unfreeze
-import mtl.train
-from mtl.predictions import evaluate
-from mtl.tasks import build_model, load_datasets
-from mtl.train import LossWeighting, MultiTaskObjective, TrainConfig, layer_learning_rates, parameter_groups, train
+from mtl.multitask.model import is_frozen
+from mtl.finetuning.freezing import freeze, parameter_report, select, unfreeze
+import mtl.training.train
+from mtl.evaluation.predictions import evaluate
+from mtl.multitask.tasks import build_model, load_datasets
+from mtl.training.train import LossWeighting, MultiTaskObjective, TrainConfig, layer_learning_rates, parameter_groups, train
 from mtl.utils import set_seed
 
 BLOCKS = [f"layer.{i}" for i in range(4)]  # the scratch backbone has 4 blocks
@@ -23,7 +24,7 @@ def data(limit: int = 32):
 
 
 def snapshot(model) -> dict[str, list[torch.Tensor]]:
-    return {name: [p.detach().clone() for p in module.parameters()] for name, module in components(model).items()}
+    return {name: [p.detach().clone() for p in module.parameters()] for name, module in model.components().items()}
 
 
 def changed(before, after) -> set[str]:
@@ -34,9 +35,9 @@ def changed(before, after) -> set[str]:
 
 # ---- components, selectors, freeze / unfreeze ------------------------------------------------------------------
 def test_components_are_listed_bottom_up(tiny_model):
-    assert list(components(tiny_model)) == ["embeddings", *BLOCKS, *HEADS]
+    assert list(tiny_model.components()) == ["embeddings", *BLOCKS, *HEADS]
     with_extras = build_model(["topic"], backbone="scratch", projection_dim=16, layer_norm=True, max_seq_length=16)
-    assert list(components(with_extras))[-3:] == ["projection", "layer_norm", "head.topic"]
+    assert list(with_extras.components())[-3:] == ["projection", "layer_norm", "head.topic"]
 
 
 @pytest.mark.parametrize("selector, expected", [
@@ -62,10 +63,10 @@ def test_unknown_selector_is_an_error_listing_valid_ones(tiny_model, selector):
 
 def test_freeze_and_unfreeze_set_requires_grad_per_component(tiny_model):
     freeze(tiny_model, "encoder")
-    frozen = {name for name, module in components(tiny_model).items() if is_frozen(module)}
+    frozen = {name for name, module in tiny_model.components().items() if is_frozen(module)}
     assert frozen == {"embeddings", *BLOCKS}
     unfreeze(tiny_model, "top:2")
-    frozen = {name for name, module in components(tiny_model).items() if is_frozen(module)}
+    frozen = {name for name, module in tiny_model.components().items() if is_frozen(module)}
     assert frozen == {"embeddings", "layer.0", "layer.1"}
     assert tiny_model.encoder.frozen_depth() == 2
     freeze(tiny_model, "head.topic", "head.sentiment")
@@ -75,7 +76,7 @@ def test_freeze_and_unfreeze_set_requires_grad_per_component(tiny_model):
 def test_parameter_report_counts_trainable_and_total_per_component(tiny_model):
     freeze(tiny_model, "bottom:3", "head.ner")
     report = parameter_report(tiny_model).set_index("component")
-    for name, module in components(tiny_model).items():
+    for name, module in tiny_model.components().items():
         assert report.loc[name, "total"] == sum(p.numel() for p in module.parameters())
     assert report.loc["embeddings", "trainable"] == 0 and report.loc["layer.2", "trainable"] == 0
     assert report.loc["layer.3", "trainable"] == report.loc["layer.3", "total"] > 0
@@ -87,7 +88,7 @@ def test_parameter_report_counts_trainable_and_total_per_component(tiny_model):
 def test_frozen_components_run_in_eval_mode_so_their_output_is_deterministic(tiny_model):
     freeze(tiny_model, "encoder")
     tiny_model.train()
-    assert not any(module.training for name, module in components(tiny_model).items() if not name.startswith("head."))
+    assert not any(module.training for name, module in tiny_model.components().items() if not name.startswith("head."))
     assert all(tiny_model.heads[t].training for t in tiny_model.heads)
     features = tiny_model.encoder.tokenize(["The markets fell sharply today.", "A short one."])
     first, second = (tiny_model.encoder(features)["sentence_embedding"] for _ in range(2))
@@ -97,8 +98,7 @@ def test_frozen_components_run_in_eval_mode_so_their_output_is_deterministic(tin
     first, second = (tiny_model.encoder(features)["sentence_embedding"] for _ in range(2))
     assert not torch.equal(first, second)  # the trainable block has dropout again
     tiny_model.eval()
-    eval_frozen(tiny_model)
-    assert not tiny_model.encoder.blocks[3].training  # eval stays eval
+    assert not tiny_model.encoder.blocks[3].training  # eval mode is eval everywhere
 
 
 def test_frozen_depth_counts_frozen_blocks_above_frozen_embeddings(tiny_model):
@@ -128,7 +128,7 @@ def test_parameter_groups_cover_every_parameter_once_with_its_rate(tiny_model):
     grouped = [id(p) for g in groups for p in g["params"]]
     assert sorted(grouped) == sorted(id(p) for p in objective.parameters())  # each exactly once, frozen ones too
     rate_of = {id(p): g["lr"] for g in groups for p in g["params"]}
-    for name, module in components(tiny_model).items():
+    for name, module in tiny_model.components().items():
         expected = 1e-2 if name.startswith("head.") else layer_learning_rates(tiny_model, 1e-3, 0.5)[name]
         assert [rate_of[id(p)] for p in module.parameters()] == pytest.approx([expected] * len(list(module.parameters())))
     assert {rate_of[id(p)] for p in objective.weighting.parameters()} == {1e-2}
@@ -184,10 +184,10 @@ def train_gradually(model, train_sets, val_sets, monkeypatch, cache_frozen: bool
 
     def spy(model, *args, **kwargs):  # train() evaluates once at the end of every epoch
         snapshots.append(snapshot(model))
-        trainable.append({name for name, module in components(model).items() if not is_frozen(module)})
+        trainable.append({name for name, module in model.components().items() if not is_frozen(module)})
         return evaluate(model, *args, **kwargs)
 
-    monkeypatch.setattr(mtl.train, "evaluate", spy)
+    monkeypatch.setattr(mtl.training.train, "evaluate", spy)
     config = TrainConfig(epochs=3, steps_per_epoch=steps_per_epoch, batch_size=8, encoder_lr=1e-3, freeze=["encoder"],
                          unfreeze_schedule={2: ["top:1"], 3: ["encoder"]}, layer_lr_decay=0.8, patience=None,
                          cache_frozen=cache_frozen, progress=False)

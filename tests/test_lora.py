@@ -1,15 +1,15 @@
-"""Tests for mtl.lora: what LoRA makes trainable, that training moves only adapters and heads, that the prefix cache
+"""Tests for mtl.finetuning.lora: what LoRA makes trainable, that training moves only adapters and heads, that the prefix cache
 neither caches adapted blocks nor misses the frozen blocks below them, and that adapters survive save and load."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from mtl.freezing import parameter_report
-from mtl.lora import add_lora, lora_parameters
-from mtl.model import MultiTaskModel
-from mtl.tasks import build_model, load_datasets
-from mtl.train import TrainConfig, train
+from mtl.finetuning.freezing import parameter_report
+from mtl.finetuning.lora import add_lora, lora_parameters
+from mtl.multitask.model import MultiTaskModel
+from mtl.multitask.tasks import build_model, load_datasets
+from mtl.training.train import TrainConfig, train
 from mtl.utils import set_seed
 
 TASKS = ["topic", "sentiment"]

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from mtl.data import Example, load_ner, load_sentiment, load_topic
-from mtl.heads import TaskSpec
-from mtl.model import IGNORE, MultiTaskModel
-from mtl.task_kinds import task_kind
+from mtl.data.examples import Example, load_ner, load_sentiment, load_topic
+from mtl.multitask.heads import TaskSpec
+from mtl.multitask.model import IGNORE, MultiTaskModel
+from mtl.multitask.task_kinds import task_kind
 
 
 def test_forward_returns_logits_for_requested_tasks_only(tiny_model):
@@ -89,7 +89,7 @@ def test_save_and_load_round_trip(tiny_model, tmp_path):
 
 
 def test_frozen_components_stay_in_eval_mode(tiny_model):
-    from mtl.freezing import freeze
+    from mtl.finetuning.freezing import freeze
 
     freeze(tiny_model, "bottom:2")
     tiny_model.train()

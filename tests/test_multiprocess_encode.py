@@ -1,7 +1,7 @@
 """Scaling out inference: sentence-transformers' multi-process pool on the project's encoder (README, "Scaling out")."""
 import numpy as np
 
-from mtl.encoder import SentenceEncoder
+from mtl.encoder.encoder import SentenceEncoder
 
 
 def test_two_process_pool_gives_the_single_process_embeddings_in_input_order():

@@ -1,11 +1,11 @@
-"""Tests for mtl.onnx_encoder: the exported float32 backbone matches torch, int8 stays close, files and errors."""
+"""Tests for mtl.extras.inference.onnx_encoder: the exported float32 backbone matches torch, int8 stays close, files and errors."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from mtl.encoder import SentenceEncoder
-from mtl.onnx_encoder import OnnxSentenceEncoder
+from mtl.encoder.encoder import SentenceEncoder
+from mtl.extras.inference.onnx_encoder import OnnxSentenceEncoder
 
 TEXTS = [
     "The cat sat on the mat.",

@@ -1,9 +1,9 @@
-"""The figure builders of mtl.plots: what they draw from their tables (points, lines, scales), not how they look."""
+"""The figure builders of mtl.extras.notebooks.plots: what they draw from their tables (points, lines, scales), not how they look."""
 import numpy as np
 import pandas as pd
 import pytest
 
-from mtl.plots import learning_curves, paired_differences, transfer_tradeoffs
+from mtl.extras.notebooks.plots import learning_curves, paired_differences, transfer_tradeoffs
 
 
 @pytest.fixture

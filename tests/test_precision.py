@@ -1,4 +1,4 @@
-"""Tests for mtl.precision: which precision "auto" picks, bad values, and bfloat16 against float32 in encode,
+"""Tests for mtl.encoder.precision: which precision "auto" picks, bad values, and bfloat16 against float32 in encode,
 predict and training.
 
 Tolerances, measured on all-MiniLM-L6-v2 (AVX2 CPU, where oneDNN emulates bfloat16; native bf16 rounds alike):
@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-import mtl.precision
-from mtl.encoder import SentenceEncoder
-from mtl.precision import PRECISIONS, autocast, native_bf16, resolve_precision
-from mtl.tasks import build_model, load_datasets
-from mtl.train import TrainConfig, train
+import mtl.encoder.precision
+from mtl.encoder.encoder import SentenceEncoder
+from mtl.encoder.precision import PRECISIONS, autocast, native_bf16, resolve_precision
+from mtl.multitask.tasks import build_model, load_datasets
+from mtl.training.train import TrainConfig, train
 from mtl.utils import set_seed
 
 TEXTS = ["The match ended in a draw after extra time.", "Shares fell sharply on Monday.",
@@ -38,7 +38,7 @@ def test_native_bf16_on_cpu_needs_amx_or_avx512_bf16(monkeypatch, capabilities, 
 
 @pytest.mark.parametrize("native, expected", [(False, "fp32"), (True, "bf16")])
 def test_auto_picks_bf16_only_where_it_is_native(monkeypatch, native, expected):
-    monkeypatch.setattr(mtl.precision, "native_bf16", lambda device: native)
+    monkeypatch.setattr(mtl.encoder.precision, "native_bf16", lambda device: native)
     assert resolve_precision("auto", "cpu") == expected
     assert resolve_precision("fp32", "cpu") == "fp32" and resolve_precision("bf16", "cpu") == "bf16"
     with autocast("auto", "cpu"):

@@ -1,4 +1,4 @@
-"""Tests for mtl.prefix_cache: the cached path gives the plain path's losses and gradients (sentence and token heads,
+"""Tests for mtl.encoder.prefix_cache: the cached path gives the plain path's losses and gradients (sentence and token heads,
 however batches are composed), entries are never served for other frozen weights or depths, and a cache can be
 shared across models."""
 from __future__ import annotations
@@ -8,12 +8,12 @@ import copy
 import pytest
 import torch
 
-from mtl import prefix_cache
-from mtl.data import Example
-from mtl.freezing import freeze, unfreeze
-from mtl.prefix_cache import PrefixCache
-from mtl.tasks import build_model, load_datasets
-from mtl.train import TrainConfig, train
+from mtl.encoder.encoder import prefix_cache
+from mtl.data.examples import Example
+from mtl.finetuning.freezing import freeze, unfreeze
+from mtl.encoder.prefix_cache import PrefixCache
+from mtl.multitask.tasks import build_model, load_datasets
+from mtl.training.train import TrainConfig, train
 from mtl.utils import set_seed
 
 TASKS = ["topic", "ner"]  # a sentence head and a token head

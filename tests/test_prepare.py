@@ -1,4 +1,4 @@
-"""Tests for mtl.prepare: counts after cleaning, splits, leakage, checksums, idempotence, and the data card."""
+"""Tests for mtl.data.prepare: counts after cleaning, splits, leakage, checksums, idempotence, and the data card."""
 import hashlib
 import re
 import zipfile
@@ -9,8 +9,8 @@ import pytest
 import spacy
 from spacy.tokens import Doc, Span
 
-from mtl import prepare as prep
-from mtl.data import NER_FILE, SENTIMENT_FILE, SPLITS, TASK_LABELS, TOPIC_FILE, load_ner, load_sentiment, load_topic
+from mtl.data.examples import prepare as prep
+from mtl.data.examples import NER_FILE, SENTIMENT_FILE, SPLITS, TASK_LABELS, TOPIC_FILE, load_ner, load_sentiment, load_topic
 from mtl.paths import DATA_DIR, PROJ_ROOT
 
 

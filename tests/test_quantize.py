@@ -1,4 +1,4 @@
-"""Tests for mtl.quantize: the int8 encoder's shapes, closeness to float32, what it leaves alone, and what it refuses."""
+"""Tests for mtl.extras.inference.quantize: the int8 encoder's shapes, closeness to float32, what it leaves alone, and what it refuses."""
 from __future__ import annotations
 
 import copy
@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from mtl.encoder import SentenceEncoder
-from mtl.quantize import SMOOTHING_ALPHA, Int8Linear, SmoothedLinear, smooth_linears
+from mtl.encoder.encoder import SentenceEncoder
+from mtl.extras.inference.quantize import SMOOTHING_ALPHA, Int8Linear, SmoothedLinear, smooth_linears
 
 CALIBRATION = [  # for the SmoothQuant path; not the sentences compared below
     "The government announced new measures to curb inflation.",

@@ -1,10 +1,10 @@
-"""README's results tables are generated from results/*.json (mtl.readme): a number in README cannot drift from the
+"""README's results tables are generated from results/*.json (mtl.extras.studies.readme): a number in README cannot drift from the
 notebook that produced it."""
 from __future__ import annotations
 
 import pytest
 
-from mtl import readme
+from mtl.extras.studies import readme
 
 
 def test_every_results_block_of_the_readme_is_what_the_results_say():
@@ -13,7 +13,7 @@ def test_every_results_block_of_the_readme_is_what_the_results_say():
     assert sorted(names) == sorted(readme.BLOCKS)  # every generator has its block, and no block is unknown
     stale = [match["name"] for match in readme.BLOCK.finditer(text)
              if match["body"] != readme.BLOCKS[match["name"]]()]
-    assert not stale, f"README blocks {stale} differ from results/: run `python -m mtl.readme`"
+    assert not stale, f"README blocks {stale} differ from results/: run `python -m mtl.extras.studies.readme`"
 
 
 def test_an_unknown_block_is_an_error_and_known_ones_are_regenerated():

@@ -2,7 +2,7 @@ import json
 
 import pandas as pd
 
-from mtl import recipe
+from mtl.extras.notebooks import recipe
 
 
 def test_final_model_is_retrained_when_the_recipe_changed(tiny_model, tmp_path, monkeypatch):

@@ -27,14 +27,14 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-import mtl.checkpoint
-from mtl.checkpoint import atomic_directory, load_state
-from mtl.data import TASK_LABELS, Example
-from mtl.heads import TaskSpec
-from mtl.losses import LossWeighting
-from mtl.model import MultiTaskModel
-from mtl.tasks import build_model, load_datasets, task_spec
-from mtl.train import TrainConfig, train
+import mtl.training.checkpoint
+from mtl.training.checkpoint import atomic_directory, load_state
+from mtl.data.examples import TASK_LABELS, Example
+from mtl.multitask.heads import TaskSpec
+from mtl.training.losses import LossWeighting
+from mtl.multitask.model import MultiTaskModel
+from mtl.multitask.tasks import build_model, load_datasets, task_spec
+from mtl.training.train import TrainConfig, train
 from mtl.utils import quiet_libraries, set_seed
 
 quiet_libraries()
@@ -209,7 +209,7 @@ def digests(folder: Path) -> dict[str, str]:
 
 
 def test_a_checkpoint_write_that_fails_midway_keeps_the_previous_checkpoint(tmp_path, data, monkeypatch):
-    real_save_file, calls, before = mtl.checkpoint.save_file, [], {}
+    real_save_file, calls, before = mtl.training.checkpoint.save_file, [], {}
     last = tmp_path / "last"
 
     def disk_full_on_third_write(tensors, filename):
@@ -222,7 +222,7 @@ def test_a_checkpoint_write_that_fails_midway_keeps_the_previous_checkpoint(tmp_
             half.truncate(os.path.getsize(filename) // 2)
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(mtl.checkpoint, "save_file", disk_full_on_third_write)
+    monkeypatch.setattr(mtl.training.checkpoint, "save_file", disk_full_on_third_write)
     with pytest.raises(OSError, match="No space left"):
         train(new_model(), *data, tiny(checkpoint_every=1, output_dir=str(tmp_path)))
     assert len(calls) == 3 and before
@@ -256,10 +256,10 @@ def test_a_kill_while_swapping_checkpoint_folders_loses_nothing(tmp_path, monkey
             raise KeyboardInterrupt
         real_replace(src, dst)
 
-    monkeypatch.setattr(mtl.checkpoint.os, "replace", killed_after_first_rename)
+    monkeypatch.setattr(mtl.training.checkpoint.os, "replace", killed_after_first_rename)
     with pytest.raises(KeyboardInterrupt):
         atomic_directory(target, write_text("3"))
-    monkeypatch.setattr(mtl.checkpoint.os, "replace", real_replace)
+    monkeypatch.setattr(mtl.training.checkpoint.os, "replace", real_replace)
     assert not target.exists() and (old / "x.txt").read_text() == "2"
     with pytest.raises(RuntimeError):  # the next write fails too: the previous copy is back in place
         atomic_directory(target, lambda folder: (_ for _ in ()).throw(RuntimeError("write failed")))

@@ -1,4 +1,4 @@
-"""mtl.results: notebooks record their numbers; under the test command they are checked, within a tolerance."""
+"""mtl.extras.notebooks.results: notebooks record their numbers; under the test command they are checked, within a tolerance."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mtl.results import CHECK_ENV, NotebookResults, load
+from mtl.extras.notebooks.results import CHECK_ENV, NotebookResults, load
 
 
 def test_recording_writes_every_value_at_once_and_finish_drops_keys_no_longer_recorded(tmp_path, monkeypatch):

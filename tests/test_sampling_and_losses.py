@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from mtl.losses import LossWeighting
-from mtl.sampling import task_probabilities, task_schedule
+from mtl.training.losses import LossWeighting
+from mtl.training.sampling import task_probabilities, task_schedule
 
 SIZES = {"topic": 100, "sentiment": 900}
 

@@ -1,4 +1,4 @@
-"""Tests for mtl.similarity: cosines, Spearman against human ratings, the paired bootstrap over documents,
+"""Tests for mtl.evaluation.similarity: cosines, Spearman against human ratings, the paired bootstrap over documents,
 anisotropy and multi-pooling embedding."""
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 from scipy.stats import spearmanr
 from sklearn.metrics.pairwise import cosine_similarity
 
-from mtl.encoder import POOLING_MODES, SentenceEncoder
-from mtl.similarity import (apply_after_pooling, cosine_matrix, document_counts, embed_with_poolings,
+from mtl.encoder.encoder import POOLING_MODES, SentenceEncoder
+from mtl.evaluation.similarity import (apply_after_pooling, cosine_matrix, document_counts, embed_with_poolings,
                             paired_bootstrap_spearman, resampled_spearman, spearman_comparisons,
                             spearman_with_humans, unrelated_cosine, upper_pairs)
 from mtl.utils import quiet_libraries, set_seed

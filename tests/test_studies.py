@@ -1,4 +1,4 @@
-"""mtl.studies: the full-scale studies' definitions, their committed records, and a CI spot-check of one cheap run.
+"""mtl.extras.studies.full_scale: the full-scale studies' definitions, their committed records, and a CI spot-check of one cheap run.
 
 The studies themselves take hours (``make results``); CI re-runs only the cheapest run and checks every committed
 record against the current definitions and data.
@@ -6,9 +6,11 @@ record against the current definitions and data.
 import pandas as pd
 import pytest
 
-from mtl import recipe, sharing, studies
-from mtl.study_runner import read_record, stale_records
-from mtl.tasks import load_datasets
+from mtl.extras.notebooks import recipe
+from mtl.extras.notebooks import sharing
+from mtl.extras.studies import full_scale as studies
+from mtl.extras.studies.runner import read_record, stale_records
+from mtl.multitask.tasks import load_datasets
 
 # One cheap run of each study is re-run by CI and compared with its record (the recipe study has no cheap run: its
 # every run trains on all data for up to 6 epochs; it is reproduced by the sharing study's multi-task setup instead)
@@ -22,7 +24,7 @@ RECORDS = [path for path in sorted(studies.STUDIES_DIR.glob("*/*.json"))]
 def test_no_committed_record_comes_from_another_study_definition():
     stale = stale_records(studies.all_runs(), studies.STUDIES_DIR)
     assert not stale, (f"{len(stale)} recorded run(s) were made by another study definition, e.g. {stale[0]}: "
-                       f"delete them and regenerate with `make results` (python -m mtl.studies).")
+                       f"delete them and regenerate with `make results` (python -m mtl.extras.studies).")
 
 
 @pytest.mark.parametrize("path", RECORDS, ids=lambda p: f"{p.parent.name}/{p.stem}")
@@ -66,7 +68,7 @@ def test_every_study_run_is_unique_and_the_freezing_grid_is_complete():
 
 def test_spot_check_the_cheapest_run_reproduces_its_record():
     record = read_record(SPOT_CHECK.path(studies.STUDIES_DIR))
-    assert record is not None, "the spot-checked run is not recorded: run `python -m mtl.studies freezing --sizes 250`"
+    assert record is not None, "the spot-checked run is not recorded: run `python -m mtl.extras.studies freezing --sizes 250`"
     assert record["digest"] == SPOT_CHECK.digest()
     again = studies.execute(SPOT_CHECK)
     assert again["train_size"] == record["results"]["train_size"] == 250
@@ -78,7 +80,7 @@ def test_spot_check_the_baselines_on_all_training_data_reproduce_their_record():
     on all training data and tuned on validation again: the same test scores (no training noise: fitted to
     convergence; 0.002 for solver rounding across CPUs)."""
     record = read_record(studies.baseline_runs()[0].path(studies.STUDIES_DIR))
-    assert record is not None, "the baselines are not recorded: run `python -m mtl.studies baselines`"
+    assert record is not None, "the baselines are not recorded: run `python -m mtl.extras.studies baselines`"
     again = studies.baselines_on_all_data(CHEAP_BASELINES)
     assert set(again["test"]) == set(CHEAP_BASELINES)
     for method, scores in again["test"].items():
@@ -88,7 +90,7 @@ def test_spot_check_the_baselines_on_all_training_data_reproduce_their_record():
 def test_spot_check_the_cheapest_sharing_setup_reproduces_its_record():
     """The topic-only model with the lead sentences' topics (one model, about 300 steps an epoch), seed 0."""
     record = read_record(SHARING_SPOT_CHECK.path(studies.STUDIES_DIR))
-    assert record is not None, "the sharing study is not recorded: run `python -m mtl.studies sharing --seeds 0`"
+    assert record is not None, "the sharing study is not recorded: run `python -m mtl.extras.studies sharing --seeds 0`"
     assert record["digest"] == SHARING_SPOT_CHECK.digest()
     again = studies.execute(SHARING_SPOT_CHECK)
     assert [list(m["tasks"]) for m in again["models"]] == [["topic"]]

@@ -1,9 +1,9 @@
-"""mtl.study_runner: records per run, resumable, redone when the definition changes."""
+"""mtl.extras.studies.runner: records per run, resumable, redone when the definition changes."""
 import subprocess
 
 import pytest
 
-from mtl.study_runner import StudyRun, read_record, run_study, stale_records
+from mtl.extras.studies.runner import StudyRun, read_record, run_study, stale_records
 
 
 def git(root, *args):
@@ -45,7 +45,7 @@ def test_each_run_is_recorded_with_results_seconds_and_provenance(tmp_path, repo
 
 
 def test_records_keep_every_value_and_put_each_list_on_one_line(tmp_path, repo):
-    from mtl.study_runner import write_record
+    from mtl.extras.studies.runner import write_record
 
     record = {"b": {"scores": {"x": 0.5}, "predictions": [[1, 2], [3]]}, "a": [1, 2, 3], "c": "text", "d": {}}
     write_record(tmp_path / "r.json", record)

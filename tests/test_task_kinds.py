@@ -1,17 +1,17 @@
-"""mtl.task_kinds: a kind registered from outside the package works through model, training, prediction, scoring,
+"""mtl.multitask.task_kinds: a kind registered from outside the package works through model, training, prediction, scoring,
 comparison and reports, with no change anywhere else (each kind is one object)."""
 import pytest
 import torch
 
-from mtl import task_kinds
-from mtl.data import Example
-from mtl.evaluation import confusion
-from mtl.heads import TaskSpec
-from mtl.metrics import main_score, paired_bootstrap
-from mtl.model import MultiTaskModel
-from mtl.predictions import evaluate, predict_examples
-from mtl.task_kinds import IGNORE, SentenceKind
-from mtl.train import TrainConfig, train
+from mtl.multitask import task_kinds
+from mtl.data.examples import Example
+from mtl.extras.notebooks.reports import confusion
+from mtl.multitask.heads import TaskSpec
+from mtl.evaluation.metrics import main_score, paired_bootstrap
+from mtl.multitask.model import MultiTaskModel
+from mtl.evaluation.predictions import evaluate, predict_examples
+from mtl.multitask.task_kinds import IGNORE, SentenceKind
+from mtl.training.train import TrainConfig, train
 
 
 class FirstWordKind(SentenceKind):

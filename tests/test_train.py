@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mtl.data import Example
-from mtl.tasks import load_datasets
-from mtl.train import BatchStream, TrainConfig, train, upcoming_examples
+from mtl.data.examples import Example
+from mtl.multitask.tasks import load_datasets
+from mtl.training.train import BatchStream, TrainConfig, train, upcoming_examples
 
 
 def small_data():
@@ -24,8 +24,8 @@ def test_training_lowers_the_loss_and_keeps_the_best_epoch(tiny_model, tmp_path)
     assert history["train_loss/ner"].iloc[-1] < history["train_loss/ner"].iloc[0]
     assert {"best", "last", "history.csv"} <= {p.name for p in tmp_path.iterdir()}
     assert pd.read_csv(tmp_path / "history.csv").shape == history.shape
-    from mtl.predictions import evaluate
-    from mtl.train import selection_score
+    from mtl.evaluation.predictions import evaluate
+    from mtl.training.train import selection_score
     assert selection_score(evaluate(tiny_model, val_sets), tiny_model) == pytest.approx(history["val/main"].max(), abs=1e-6)
 
 
@@ -69,7 +69,7 @@ def test_balanced_class_weights_match_scikit_learn_and_weight_the_loss(tiny_mode
     import torch
     from sklearn.utils.class_weight import compute_class_weight
 
-    from mtl.train import balanced_class_weights
+    from mtl.training.train import balanced_class_weights
     train_sets, _ = small_data()
     weights = balanced_class_weights(tiny_model, train_sets)
     assert set(weights) == {"topic", "sentiment"}  # sentence tasks only
@@ -110,10 +110,10 @@ def test_the_best_epochs_weights_are_kept_exactly(tiny_model, tmp_path, monkeypa
     right then), also for a component that gradual unfreezing starts training after the best epoch."""
     import torch
 
-    import mtl.train
-    from mtl.model import MultiTaskModel
+    import mtl.training.train
+    from mtl.multitask.model import MultiTaskModel
     scripted = iter(scores)
-    monkeypatch.setattr(mtl.train, "selection_score", lambda values, model: next(scripted))
+    monkeypatch.setattr(mtl.training.train, "selection_score", lambda values, model: next(scripted))
     train_sets, val_sets = small_data()
     initial_top = {k: v.clone() for k, v in tiny_model.encoder.blocks[-1].state_dict().items()}
     config = TrainConfig(epochs=3, steps_per_epoch=2, batch_size=8, encoder_lr=1e-3, head_lr=5e-3, patience=None,

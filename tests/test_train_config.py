@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from mtl.train import TrainConfig
+from mtl.training.train import TrainConfig
 
 
 @pytest.mark.parametrize("values, message", [

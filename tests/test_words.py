@@ -1,4 +1,4 @@
-"""mtl.words: raw text is split into the words the NER training data has, each with its character span."""
+"""mtl.data.words: raw text is split into the words the NER training data has, each with its character span."""
 from __future__ import annotations
 
 import json
@@ -7,9 +7,9 @@ import pandas as pd
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mtl.data import NER_FILE, TOPIC_FILE
-from mtl.prepare import LEAD_SENTENCES, lead_sentences
-from mtl.words import joined_words, split_words
+from mtl.data.examples import NER_FILE, TOPIC_FILE
+from mtl.data.prepare import LEAD_SENTENCES, lead_sentences
+from mtl.data.words import joined_words, split_words
 
 
 def test_split_words_gives_spacy_tokens_and_their_character_spans():
@@ -22,7 +22,7 @@ def test_split_words_gives_spacy_tokens_and_their_character_spans():
 
 def test_split_words_gives_the_words_of_the_prepared_ner_data():
     """The NER data are en_core_web_sm's tokens of the BBC lead sentences: split_words must reproduce them from the
-    sentences as mtl.prepare cut them (the first 40 articles' sentences here; all 6,381 agree, see mtl/words.py)."""
+    sentences as mtl.data.prepare cut them (the first 40 articles' sentences here; all 6,381 agree, see mtl/words.py)."""
     articles = pd.read_csv(TOPIC_FILE, dtype=str, keep_default_na=False).head(40)
     with NER_FILE.open(encoding="utf-8") as lines:
         records = {record["id"]: record["words"] for record in map(json.loads, lines)}

@@ -1,0 +1,210 @@
+"""Judging sentence embeddings against people: Spearman correlation with the Lee corpus's human ratings.
+
+Lee, Pincombe & Welsh (2005): 50 news documents, every pair rated for similarity by several people
+(1,225 pairs). A good encoder *ranks* pairs as people do; the raw cosine values need not mean anything.
+
+Whether one encoder ranks better than another is a question about documents, not pairs: the 1,225 pairs share
+50 documents, so they are not independent samples. ``paired_bootstrap_spearman`` and ``spearman_comparisons``
+resample the documents (with replacement), score both methods on the pairs among the same drawn documents and
+report the difference of rho with a percentile interval (Efron & Tibshirani 1993), as
+``mtl.extras.notebooks.reports.paired_bootstrap`` does over test examples.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.stats import spearmanr
+from sentence_transformers.models import Pooling
+
+from mtl.encoder.encoder import SentenceEncoder
+from mtl.utils import length_sorted_batches
+
+
+def cosine_matrix(embeddings: np.ndarray) -> np.ndarray:
+    """(n, d) -> (n, n) cosine similarities."""
+    unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True).clip(1e-12)
+    return unit @ unit.T
+
+
+def upper_pairs(matrix: np.ndarray) -> np.ndarray:
+    """The n(n-1)/2 values above the diagonal: one per unordered pair."""
+    return matrix[np.triu_indices_from(matrix, k=1)]
+
+
+def spearman_with_humans(embeddings: np.ndarray, human: np.ndarray) -> float:
+    """Spearman's rho between embedding cosines and human similarity over all document pairs."""
+    return float(spearmanr(upper_pairs(cosine_matrix(embeddings)), upper_pairs(human)).statistic)
+
+
+def unrelated_cosine(embeddings: np.ndarray, human: np.ndarray, quantile: float = 0.25) -> float:
+    """Mean cosine of the pairs people rated least similar (bottom ``quantile``): 0 for an isotropic space."""
+    cos, ratings = upper_pairs(cosine_matrix(embeddings)), upper_pairs(human)
+    return float(cos[ratings <= np.quantile(ratings, quantile)].mean())
+
+
+def document_counts(n_documents: int, n_resamples: int = 2000, seed: int = 0) -> np.ndarray:
+    """(n_resamples, n_documents): how often each document is drawn when n are drawn with replacement (seeded)."""
+    if n_documents < 3 or n_resamples < 1:
+        raise ValueError(f"Need at least 3 documents and 1 resample, got {n_documents} and {n_resamples}.")
+    draws = np.random.default_rng(seed).integers(0, n_documents, size=(n_resamples, n_documents))
+    return np.stack([np.bincount(row, minlength=n_documents) for row in draws])
+
+
+def resampled_spearman(similarities: np.ndarray, human: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Spearman's rho with ``human`` (n, n) of each of k methods on each resample: (k, n, n), (m, n) -> (k, m).
+
+    A resample scores the pairs among its drawn documents, each document with each other one (never with itself):
+    pair (i, j) appears counts[i] * counts[j] times. That is the rho scipy.stats.spearmanr gives on the expanded
+    list of pairs (ties get average ranks, rho is the Pearson correlation of the ranks), computed from pair weights
+    without expanding; ``counts`` of ones gives the plain rho over all pairs.
+    """
+    first, second = np.triu_indices(len(human), k=1)
+    weights = (counts[:, first] * counts[:, second]).astype(np.float64)  # (m, P): copies of each pair
+    total = weights.sum(1)
+
+    def centred_ranks(values: np.ndarray) -> np.ndarray:  # (P,) -> (m, P), weighted mean 0 in each resample
+        ranks = _weighted_ranks(values, weights)
+        return ranks - (weights * ranks).sum(1, keepdims=True) / total[:, None]
+
+    y = centred_ranks(human[first, second])
+    wy = weights * y
+    rhos = []
+    for similarity in similarities:
+        x = centred_ranks(similarity[first, second])
+        with np.errstate(invalid="ignore", divide="ignore"):  # a constant resample gives NaN, reported by callers
+            rhos.append((wy * x).sum(1) / np.sqrt((weights * x * x).sum(1) * (wy * y).sum(1)))
+    return np.stack(rhos)
+
+
+def _weighted_ranks(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Average ranks of (P,) ``values`` when value p occurs weights[r, p] times: (m, P), one row per resample."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])  # first sorted position of each tie group
+    group_weight = np.add.reduceat(weights[:, order], starts, axis=1)  # (m, G) copies per distinct value
+    group_rank = np.cumsum(group_weight, axis=1) - (group_weight - 1) / 2  # mean of the ranks the copies take
+    ranks = np.empty(weights.shape)
+    ranks[:, order] = group_rank[:, np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(values)]))]
+    return ranks
+
+
+def _bootstrap(similarities: Mapping[str, np.ndarray], human: np.ndarray, n_resamples: int,
+               seed: int) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Observed rho and its (m,) resampled values for each named method, all on the same resamples. A method is
+    an (n, n) similarity matrix or an (S, n, n) stack, one per seed, whose rho is the mean over the seeds."""
+    human = np.asarray(human, dtype=np.float64)
+    if human.ndim != 2 or human.shape[0] != human.shape[1] or not np.allclose(human, human.T):
+        raise ValueError(f"human ratings must be a symmetric (n, n) matrix, got shape {human.shape}"
+                         + (" (not symmetric)" if human.ndim == 2 and human.shape[0] == human.shape[1] else ""))
+    stacks = {}
+    for name, matrices in similarities.items():
+        matrices = np.asarray(matrices, dtype=np.float64)
+        stack = matrices[None] if matrices.ndim == 2 else matrices  # (S, n, n)
+        if stack.ndim != 3 or stack.shape[1:] != human.shape or len(stack) == 0:
+            raise ValueError(f"Similarities {name!r} have shape {matrices.shape}; expected {human.shape} "
+                             f"or (seeds, {human.shape[0]}, {human.shape[1]}) as the human ratings.")
+        if not np.all(np.isfinite(stack)) or not np.allclose(stack, stack.transpose(0, 2, 1)):
+            raise ValueError(f"Similarities {name!r} must be finite and symmetric (one value per unordered pair).")
+        stacks[name] = stack
+    n = len(human)
+    every = np.concatenate(list(stacks.values()))  # (K, n, n): all methods' matrices, scored on the same draws
+    method_ends = np.cumsum([len(stack) for stack in stacks.values()])[:-1]
+    single = np.split(resampled_spearman(every, human, np.ones((1, n), dtype=np.int64))[:, 0], method_ends)
+    resampled = np.split(resampled_spearman(every, human, document_counts(n, n_resamples, seed)), method_ends)
+    observed, replicates = {}, {}
+    for name, rho, values in zip(stacks, single, resampled):
+        observed[name], replicates[name] = float(rho.mean()), values.mean(0)  # mean over seeds: (m,)
+        if np.isnan(observed[name]) or np.isnan(replicates[name]).any():
+            raise ValueError(f"Spearman's rho of {name!r} is undefined (constant similarities or ratings on "
+                             f"{'all pairs' if np.isnan(observed[name]) else 'a resample'}): nothing to rank.")
+    return observed, replicates
+
+
+def _difference(rho: Mapping[str, float], replicates: Mapping[str, np.ndarray], a: str, b: str) -> dict[str, float]:
+    """rho(a) - rho(b), its 95 % percentile interval and two-sided p-value (as ``mtl.extras.notebooks.reports.paired_bootstrap``:
+    the share of resampled differences at least as far from the observed one as the observed one is from 0)."""
+    observed = rho[a] - rho[b]
+    differences = replicates[a] - replicates[b]  # (m,), paired: the same documents drawn for both
+    low, high = np.percentile(differences, [2.5, 97.5])
+    extreme = np.sum(np.abs(differences - observed) >= abs(observed))
+    return {"a": rho[a], "b": rho[b], "difference": observed, "ci_low": float(low), "ci_high": float(high),
+            "p_value": float((extreme + 1) / (len(differences) + 1))}
+
+
+def paired_bootstrap_spearman(a: np.ndarray, b: np.ndarray, human: np.ndarray, n_resamples: int = 2000,
+                              seed: int = 0) -> dict[str, float]:
+    """Paired bootstrap over documents for rho(a) - rho(b), Spearman's rho of two methods against ``human``.
+
+    ``a`` and ``b`` are (n, n) similarity matrices, or (S, n, n) stacks (one per seed, rho averaged over the
+    seeds). Each resample draws n documents with replacement and scores both methods on the pairs among them
+    (``resampled_spearman``). Returns both rhos, the difference, its 95 % percentile interval, a two-sided p-value
+    for "no difference", and the numbers of documents and resamples.
+    """
+    rho, replicates = _bootstrap({"a": a, "b": b}, human, n_resamples, seed)
+    return {**_difference(rho, replicates, "a", "b"), "documents": len(human), "resamples": n_resamples}
+
+
+def spearman_comparisons(similarities: Mapping[str, np.ndarray], human: np.ndarray,
+                         comparisons: Sequence[tuple[str, str]], n_resamples: int = 2000,
+                         seed: int = 0) -> pd.DataFrame:
+    """``paired_bootstrap_spearman`` for each (A, B) of ``comparisons``, all on the same resamples of documents.
+
+    ``similarities`` maps method names to what ``paired_bootstrap_spearman`` takes. One row per comparison,
+    indexed "A vs B": rho_a, rho_b, difference (A - B), ci_low, ci_high, p_value.
+    """
+    if not comparisons:
+        raise ValueError("No comparisons given.")
+    names = list(dict.fromkeys(name for pair in comparisons for name in pair))
+    unknown = [name for name in names if name not in similarities]
+    if unknown:
+        raise KeyError(f"Comparisons name unknown methods {unknown}; known: {list(similarities)}.")
+    if any(a == b for a, b in comparisons):
+        raise ValueError(f"A method compared with itself: {[(a, b) for a, b in comparisons if a == b]}.")
+    rho, replicates = _bootstrap({name: similarities[name] for name in names}, human, n_resamples, seed)
+    rows = {f"{a} vs {b}": _difference(rho, replicates, a, b) for a, b in comparisons}
+    table = pd.DataFrame.from_dict(rows, orient="index").rename(columns={"a": "rho_a", "b": "rho_b"})
+    table.index.name = "A vs B"
+    return table
+
+
+@torch.inference_mode()
+def embed_with_poolings(
+    encoder: SentenceEncoder, texts: Sequence[str], poolings: Sequence[str], batch_size: int = 16
+) -> dict[str, np.ndarray]:
+    """Run the backbone once and pool its token embeddings several ways: {pooling: (n, H)} (no normalisation).
+
+    Batches are sorted by length (less padding), as in ``SentenceEncoder.encode``; rows come back in input order.
+    """
+    was_training = encoder.training
+    encoder.eval()
+    poolers = {mode: Pooling(encoder.hidden_size, pooling_mode=mode) for mode in poolings}
+    out: dict[str, list[torch.Tensor]] = {mode: [] for mode in poolings}
+    batches = length_sorted_batches([len(t) for t in texts], batch_size)
+    for idx in batches:
+        features = encoder.tokenize([texts[i] for i in idx])
+        tokens = encoder.transformer(dict(features))["token_embeddings"]  # (b, T, H)
+        for mode, pooler in poolers.items():
+            pooled = pooler({"token_embeddings": tokens, "attention_mask": features["attention_mask"]})
+            out[mode].append(pooled["sentence_embedding"])  # (b, H)
+    encoder.train(was_training)
+    inverse = torch.from_numpy(np.argsort(np.concatenate(batches)))  # back to input order
+    return {mode: torch.cat(chunks)[inverse].cpu().numpy() for mode, chunks in out.items()}
+
+
+@torch.inference_mode()
+def apply_after_pooling(encoder: SentenceEncoder, pooled: np.ndarray) -> np.ndarray:
+    """Run the encoder's layers after pooling (projection, LayerNorm, L2 normalisation) on pooled embeddings.
+
+    (n, H) from ``embed_with_poolings`` -> (n, D), as ``encoder.encode`` would give: compare many heads on one
+    backbone pass.
+    """
+    was_training = encoder.training
+    encoder.eval()
+    features = {"sentence_embedding": torch.as_tensor(pooled, dtype=torch.float32, device=encoder.device)}
+    for module in list(encoder.model)[2:]:  # [0] Transformer, [1] Pooling, then the optional layers
+        features = module(features)
+    encoder.train(was_training)
+    return features["sentence_embedding"].cpu().numpy()
