@@ -113,7 +113,7 @@ def test_one_and_two_processes_train_on_the_same_schedule_to_the_same_weights(tm
         result = subprocess.run([*launcher, "-m", "mtl", "train", str(path)], env=env, capture_output=True,
                                 text=True, timeout=900)
         assert result.returncode == 0, result.stderr[-3000:]
-        assert f"trained on {processes} process(es) (cpu), from scratch" in result.stdout  # really cooperating
+        assert f"trained on {processes} process(es) (cpu), a new run;" in result.stdout  # really cooperating
         assert result.stdout.count("val/main") == 1  # only the main process prints the history
         runs[processes] = tmp_path / f"run{processes}"
     one, two = (pd.read_csv(runs[n] / "history.csv") for n in (1, 2))

@@ -68,7 +68,7 @@ def test_the_history_prints_every_column_readably():
                             "val/main": [0.123456, 0.5], "seconds": [12.3456, 1234.5]})
     lines = format_history(history).splitlines()
     assert lines[0].split() == list(history.columns)
-    assert lines[1].split() == ["1", "1.609", "2.5e-05", "0.1235", "12.35"]  # rounding to 4 decimals printed 0.0
+    assert lines[1].split() == ["1", "1.609", "2.5e-05", "0.1235", "12.35"]  # 4 decimals would print 0.0
     assert lines[2].split() == ["2", "0.9877", "0", "0.5", "1234"]
 
 
@@ -79,9 +79,9 @@ def test_train_evaluate_and_predict_on_a_users_files(tmp_path, capsys, monkeypat
     assert "news (sentence, 3 labels: business, sport, tech): 48 train, 6 validation" in printed.out  # 10 % held out
     assert "reviews (sentence, 2 labels: 1, 5): 36 train, 4 validation" in printed.out  # of 40, before train_limit 48
     assert "entities (token, 5 labels: B-LOC, B-ORG, B-PER, I-PER, O): 24 train, 3 validation" in printed.out
-    assert "trained on 1 process(es) (cpu), from scratch" in printed.out
+    assert f"trained on 1 process(es) (cpu), a new run; saved in {tmp_path / 'run'}" in printed.out
     assert "warning: 3 text(s) of " in printed.err and "ner_dev.conll also occur in the training file" in printed.err
-    assert " 2.5e-05 " in printed.out  # the learning rate after epoch 1 of 2, no longer printed as 0.0
+    assert " 2.5e-05 " in printed.out  # the learning rate after epoch 1 of 2, not rounded to 0.0
     saved = json.loads((tmp_path / "run" / "best" / "config.json").read_text())
     assert {t["name"]: t["labels"] for t in saved["tasks"]}["entities"] == ["B-LOC", "B-ORG", "B-PER", "I-PER", "O"]
 
@@ -145,18 +145,31 @@ def append(path: Path, text: str) -> str:
     (lambda f, tasks: tasks[1].update(kind="document"),
      r"error: .*config\.json: task 1 \('news'\): 'kind' must be one of \('sentence', 'token'\)"),
     (lambda f, tasks: tasks[1].update(name="topic"),
-     r"config\.json: task names must be unique, got \['topic', 'topic', 'reviews', 'entities'\]; file task name\(s\) "
-     r"\['topic'\] are built-in task names"),
+     r"config\.json: task names must be unique, got \['topic', 'topic', 'reviews', 'entities'\]; file task name "
+     r"'topic' is taken by built-in task 'topic' in this config"),
+    (lambda f, tasks: tasks.__setitem__(0, "ner") or tasks[1].update(name="topic"),
+     r"config\.json: file task name 'topic' is taken by built-in task 'ner' in this config, whose data carry 'topic' "
+     r"labels; choose another name"),
     (lambda f, tasks: tasks[3].update(columns=4),
      r"config\.json: task 3 \('entities'\): unknown key\(s\) \['columns'\]"),
 ], ids=["unseen test label", "field count", "missing field", "CoNLL columns", "missing file", "empty text",
-        "not UTF-8", "bad kind", "name clash", "unknown key"])
+        "not UTF-8", "bad kind", "name clash", "label clash", "unknown key"])
 def test_a_problem_in_a_file_or_file_task_stops_before_training(tmp_path, edit, message):
     config = write_user_files(tmp_path)
     edit(tmp_path, config["tasks"])
     with pytest.raises(SystemExit, match=message):
         main(["train", str(save(config, tmp_path))])
     assert not (tmp_path / "run").exists()  # found before any training step: nothing written
+
+
+def test_a_file_task_may_take_the_name_of_a_built_in_task_the_config_does_not_use(tmp_path, capsys):
+    config = write_user_files(tmp_path)
+    config["tasks"] = ["sentiment", dict(config["tasks"][3], name="ner")]  # sentiment's data label sentiment, genre
+    config["train"]["epochs"] = 1
+    main(["train", str(save(config, tmp_path))])
+    assert "ner (token, 5 labels: B-LOC, B-ORG, B-PER, I-PER, O): 24 train, 3 validation" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "run" / "best" / "config.json").read_text())
+    assert [(t["name"], t["labels"][0]) for t in saved["tasks"]] == [("sentiment", "negative"), ("ner", "B-LOC")]
 
 
 def test_a_new_run_does_not_replace_the_files_of_another(tmp_path, capsys):
@@ -173,7 +186,7 @@ def test_a_new_run_does_not_replace_the_files_of_another(tmp_path, capsys):
     assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == before
     capsys.readouterr()
     main(["train", str(config_path), "--resume"])  # the finished run, continued: nothing left to do
-    assert f"resumed from {run / 'last'}" in capsys.readouterr().out
+    assert f"trained on 1 process(es) (cpu), resumed from {run / 'last'};" in capsys.readouterr().out
 
 
 def test_accelerate_launch_on_two_cpu_processes_trains_on_a_users_files(tmp_path, capsys):
@@ -189,7 +202,7 @@ def test_accelerate_launch_on_two_cpu_processes_trains_on_a_users_files(tmp_path
          "-m", "mtl", "train", str(config_path)],
         env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "trained on 2 process(es) (cpu), from scratch" in result.stdout
+    assert "trained on 2 process(es) (cpu), a new run;" in result.stdout
     assert result.stdout.count("news (sentence, 3 labels") == 1  # only the main process reports
     main(["evaluate", str(tmp_path / "run"), str(config_path), "--output", str(tmp_path / "scores.json")])
     assert set(json.loads((tmp_path / "scores.json").read_text())["tasks"]) == {"news", "entities"}
@@ -204,5 +217,6 @@ def test_the_model_settings_of_a_config_reach_every_head(tmp_path):
 
     config = write_user_files(tmp_path)
     config["model"].update(head_hidden_dim=16, head_dropout=0.0)
-    specs, _ = load_data(load_config(save(config, tmp_path)), ("train",))
+    with pytest.warns(UserWarning, match="also occur in the training file"):  # ner_dev and ner_test hold copies
+        specs, _ = load_data(load_config(save(config, tmp_path)), ("train",))
     assert [(spec.hidden_dim, spec.dropout) for spec in specs] == [(16, 0.0)] * 4

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from mtl.data.examples import DataError, Example, UnknownLabelError
+from mtl.data.examples import DataError, Example
 from mtl.extras.cli.file_tasks import FileTask, hold_out, load_file_task
+from mtl.extras.cli.readers import UnknownLabelError
 
 
 def write(tmp_path: Path, name: str, content: str) -> str:

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from mtl.data.examples import DataError, Example, read_conll, read_csv, read_jsonl, read_texts
+from mtl.data.examples import DataError, Example
+from mtl.extras.cli.readers import read_conll, read_csv, read_jsonl, read_texts
 
 # tmp_path is shared by the examples of one test: each example writes its file first
 SETTINGS = settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])

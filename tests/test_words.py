@@ -22,7 +22,7 @@ def test_split_words_gives_spacy_tokens_and_their_character_spans():
 
 def test_split_words_gives_the_words_of_the_prepared_ner_data():
     """The NER data are en_core_web_sm's tokens of the BBC lead sentences: split_words must reproduce them from the
-    sentences as mtl.data.prepare cut them (the first 40 articles' sentences here; all 6,381 agree, see mtl/words.py)."""
+    sentences as mtl.data.prepare cut them (the first 40 articles' sentences here; all 6,381 agree, see mtl/data/words.py)."""
     articles = pd.read_csv(TOPIC_FILE, dtype=str, keep_default_na=False).head(40)
     with NER_FILE.open(encoding="utf-8") as lines:
         records = {record["id"]: record["words"] for record in map(json.loads, lines)}

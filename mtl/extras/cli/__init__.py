@@ -1,1 +1,2 @@
-"""The command line (``python -m mtl train | evaluate | predict``) and the file formats users bring (``file_tasks``)."""
+"""The command line (``python -m mtl train | evaluate | predict``), tasks from users' own files (``file_tasks``) and
+the readers of their formats (``readers``)."""

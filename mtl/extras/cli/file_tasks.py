@@ -1,19 +1,13 @@
 """Tasks from a user's own files: a config entry names the training file (validation and test files optional), how
-to read them and, if wanted, the label set.
+to read it (with ``mtl.extras.cli.readers``) and, if wanted, the label set.
 
     {"name": "news", "kind": "sentence", "train": "news_train.tsv", "test": "news_test.tsv", "header": false,
      "text_column": 1, "label_column": 0}
     {"name": "entities", "kind": "token", "train": "train.conll", "validation": "dev.conll"}
 
-- Formats (``format``; by default from the training file's extension): ``csv`` and ``tsv`` for sentence tasks (with
-  or without a header, columns by name or 0-based index), ``jsonl`` for both kinds (field names; a token task's text
-  field holds the words, its label field the tags), ``conll`` for token tasks (any number of columns, the tag the
-  last by default). The readers are ``mtl.data.examples.read_csv``, ``read_jsonl`` and ``read_conll``.
-- Labels: without ``labels``, the sorted labels of the training file (a model keeps them in its ``TaskSpec``); a
-  validation or test label outside the label set is an error naming the file and line.
-- Without a validation file, ``validation_fraction`` of the training file is held out: seeded, stratified by label
-  for sentence tasks, every copy of a text on the same side (as ``mtl.data.prepare`` splits the built-in data), and
-  checked for leakage. Validation or test texts that also occur in a given training file are reported as a warning.
+Without ``labels`` the label set is the sorted labels of the training file; a validation or test label outside it is
+an error naming the file and line. Without a validation file part of the training file is held out (``hold_out``).
+Validation or test texts that also occur in the training file are warned about.
 """
 from __future__ import annotations
 
@@ -24,8 +18,8 @@ from pathlib import Path
 
 from sklearn.model_selection import train_test_split
 
-from mtl.data.examples import (BIO_TAG, SPLITS, DataError, Example, UnknownLabelError, check_no_leakage, read_conll, read_csv,
-                      read_jsonl)
+from mtl.data.examples import SPLITS, DataError, Example, check_no_leakage
+from mtl.extras.cli.readers import BIO_TAG, UnknownLabelError, read_conll, read_csv, read_jsonl
 from mtl.multitask.heads import TaskSpec
 from mtl.multitask.task_kinds import KINDS
 
@@ -82,18 +76,15 @@ class FileTask:
             if self.format == "conll":
                 if column is not None:
                     raise ValueError(f"'{name}' does not apply to CoNLL files: use 'word_column' and 'tag_column'")
-                continue
-            if column is None:
-                if self.format in ("csv", "tsv") and not self.header:
-                    raise ValueError(f"'{name}' must be a 0-based column index: the file has no header")
+            elif self.format != "jsonl" and not self.header and not _is_int(column):
+                raise ValueError(f"'{name}' must be a 0-based column index: the file has no header (\"header\": "
+                                 f"false), got {column!r}")
+            elif column is None:
                 object.__setattr__(self, name, default)
             elif self.format == "jsonl" and not isinstance(column, str):
                 raise ValueError(f"'{name}' of a JSON Lines file must be a field name, got {column!r}")
             elif not (isinstance(column, str) and column) and not _is_int(column):
                 raise ValueError(f"'{name}' must be a column name or a 0-based index, got {column!r}")
-            elif isinstance(column, str) and self.format in ("csv", "tsv") and not self.header:
-                raise ValueError(f"'{name}' must be a 0-based column index: the file has no header "
-                                 f"(\"header\": false), so {column!r} names nothing")
 
     def _check_labels(self) -> None:
         labels = self.labels
@@ -186,12 +177,11 @@ def hold_out(examples: Sequence[Example], task: str, fraction: float, seed: int 
              path: str = "the training file") -> tuple[list[Example], list[Example]]:
     """(train, validation): ``fraction`` of the distinct texts held out, seeded, stratified by label when the labels
     are class names (by its first copy's label); every copy of a text lands on the same side. Both keep file order."""
-    copies: dict[str, list[int]] = {}
-    for i, example in enumerate(examples):
-        copies.setdefault(example.text, []).append(i)
-    texts = list(copies)
-    first_labels = [examples[copies[text][0]].labels[task] for text in texts]
-    strata = first_labels if all(isinstance(label, str) for label in first_labels) else None
+    first_labels: dict[str, str | tuple[str, ...]] = {}  # text -> the label of its first copy
+    for example in examples:
+        first_labels.setdefault(example.text, example.labels[task])
+    texts, labels = list(first_labels), list(first_labels.values())
+    strata = labels if all(isinstance(label, str) for label in labels) else None
     try:
         _, held_out = train_test_split(texts, test_size=fraction, random_state=seed, stratify=strata)
     except ValueError as error:  # too few examples, or a class with a single one

@@ -9,7 +9,7 @@ Several CPU processes: ``ACCELERATE_USE_CPU=true accelerate launch --multi_gpu -
 
 CONFIG is JSON: {"tasks": [built-in task names and file tasks], "model": {build_model arguments},
 "train_limit": int | null, "val_limit": int | null, "train": {TrainConfig fields; output_dir required}}. A file task
-is an object (``mtl.extras.cli.file_tasks.FileTask``), e.g. {"name": "news", "kind": "sentence", "train": "news_train.csv"}.
+is an object (``mtl.extras.cli.file_tasks.FileTask``), e.g. {"name": "news", "kind": "sentence", "train": "n.csv"}.
 Every file is read and checked before training starts. The best model is saved to <output_dir>/best, a resumable
 checkpoint to <output_dir>/last; a new run does not start in an output_dir that holds files (``--resume`` continues
 the run they belong to), so nothing there is replaced but by the run that wrote it.
@@ -46,9 +46,6 @@ class RunConfig:
     train: TrainConfig
     train_limit: int | None = None
     val_limit: int | None = None
-
-    def task_names(self) -> list[str]:
-        return [task if isinstance(task, str) else task.name for task in self.tasks]
 
 
 def load_config(path: Path) -> RunConfig:
@@ -88,13 +85,10 @@ def load_config(path: Path) -> RunConfig:
                 problems.append(f"task {position} ({entry.get('name', 'unnamed')!r}): {err}")
         else:
             problems.append(f"task {position} must be a built-in task name or a file task object, got {entry!r}")
-    names = [task if isinstance(task, str) else task.name for task in tasks]
+    names = [getattr(task, "name", task) for task in tasks]
     if len(set(names)) != len(names):
         problems.append(f"task names must be unique, got {names}")
-    clashes = [task.name for task in tasks if not isinstance(task, str) and task.name in LOADERS]
-    if clashes:
-        problems.append(f"file task name(s) {clashes} are built-in task names (whose data label them too); "
-                        "choose other names")
+    problems += name_clashes(tasks)
     if not isinstance(model, dict) or not set(model) <= set(model_keys):
         problems.append(f"'model' must be an object with keys among {model_keys}, got {model!r}")
     for key in ("train_limit", "val_limit"):
@@ -109,33 +103,44 @@ def load_config(path: Path) -> RunConfig:
     return RunConfig(Path(path), tasks, model, train, config.get("train_limit"), config.get("val_limit"))
 
 
+def name_clashes(tasks: Sequence[str | FileTask]) -> list[str]:
+    """A file task may not take a name that the data of a built-in task in the same config label, or those examples
+    would train its head too (the built-in ner sentences carry a topic, the sentiment ones a genre). Built-in names
+    whose task is not in the config are free."""
+    from mtl.multitask.tasks import LOADERS
+
+    built_in = [task for task in tasks if isinstance(task, str)]
+    file_names = [task.name for task in tasks if not isinstance(task, str)]
+    taken = {label: name for name in built_in if file_names for label in LOADERS[name]("validation")[0].labels}
+    taken.update({name: name for name in built_in})
+    return [f"file task name {name!r} is taken by built-in task {taken[name]!r} in this config, whose data carry "
+            f"{name!r} labels; choose another name" for name in file_names if name in taken]
+
+
 def load_data(config: RunConfig, splits: Sequence[str], labels: dict[str, Sequence[str]] | None = None):
-    """(TaskSpecs in config order, {split: {task: examples}}) for the ``splits`` asked for. Built-in tasks come from
-    the prepared data, file tasks from their files (every file read and checked, whatever the split; a task without
-    a test file has no "test" entry); ``labels``
-    (e.g. a trained model's) fix a file task's label set. Train and validation sets are cut to train_limit and
-    val_limit. A problem in a file is an error naming it and the line; validation texts also in training are warned
-    about."""
+    """(TaskSpecs in config order, {split: {task: examples}}) for ``splits``: built-in tasks from the prepared data,
+    file tasks from their files, all of which are read and checked (a task without a test file has no "test" entry).
+    ``labels`` (e.g. a trained model's) fix file tasks' label sets; train and validation are cut to train_limit and
+    val_limit. A problem in a file exits with an error naming the file and line."""
     from mtl.data.examples import DataError
     from mtl.extras.cli.file_tasks import load_file_task
-    from mtl.multitask.tasks import load_datasets, subsample, task_spec
+    from mtl.multitask.tasks import LOADERS, subsample, task_spec
 
     head = (config.model.get("head_hidden_dim"), config.model.get("head_dropout", 0.1))  # (hidden_dim, dropout)
     limits = {"train": config.train_limit, "validation": config.val_limit, "test": None}
     specs, data = [], {split: {} for split in splits}
     for task in config.tasks:
-        if isinstance(task, str):
-            specs.append(task_spec(task, *head))
-            for split in splits:
-                data[split][task] = load_datasets([task], split, limits[split], config.train.seed)[task]
-            continue
         try:
-            loaded = load_file_task(task, config.train.seed, (labels or {}).get(task.name))
-            for split in (split for split in splits if split in loaded.splits):  # "test" only if there is a file
-                data[split][task.name] = subsample(loaded.splits[split], limits[split], task.name, config.train.seed)
+            if isinstance(task, str):
+                spec, examples = task_spec(task, *head), {split: LOADERS[task](split) for split in splits}
+            else:
+                loaded = load_file_task(task, config.train.seed, (labels or {}).get(task.name))
+                spec, examples = loaded.spec(*head), loaded.splits
+            for split in (split for split in splits if split in examples):  # "test" only if there is a file
+                data[split][spec.name] = subsample(examples[split], limits[split], spec.name, config.train.seed)
         except (DataError, ValueError) as err:  # ValueError: a stratified subsample with a class too small
-            raise SystemExit(f"error: task {task.name!r}: {err}") from None
-        specs.append(loaded.spec(*head))
+            raise SystemExit(f"error: task {getattr(task, 'name', task)!r}: {err}") from None
+        specs.append(spec)
     return specs, data
 
 
@@ -182,7 +187,7 @@ def train_command(config_path: Path, resume: bool) -> None:
     resume_from = last if resume and last.exists() else None
     history = train(model, data["train"], data["validation"], config.train, resume_from=resume_from)
     if processes.is_main_process:
-        start = f"resumed from {resume_from}" if resume_from else "from scratch"
+        start = f"resumed from {resume_from}" if resume_from else "a new run"
         print(f"trained on {processes.num_processes} process(es) ({processes.device.type}), {start}; "
               f"saved in {last.parent}")
         print(format_history(history))
@@ -239,7 +244,7 @@ def evaluate_command(model_dir: Path, config_path: Path, split: str, output: Pat
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # overlaps were reported when training
         _, data = load_data(config, (split,), labels)
-    unscored = [name for name in config.task_names() if name not in data[split]]
+    unscored = [name for name in (getattr(task, "name", task) for task in config.tasks) if name not in data[split]]
     if len(unscored) == len(config.tasks):
         raise SystemExit(f"error: {config_path}: no task has a {split} file")
     if unscored:
@@ -258,8 +263,9 @@ def evaluate_command(model_dir: Path, config_path: Path, split: str, output: Pat
 
 def predict_command(model_dir: Path, source: str, output: Path | None, tasks: list[str] | None, batch_size: int,
                     fmt: str | None) -> None:
-    from mtl.data.examples import DataError, read_texts
+    from mtl.data.examples import DataError
     from mtl.data.prepare import atomic_path
+    from mtl.extras.cli.readers import read_texts
 
     try:
         inputs = read_texts(sys.stdin.buffer if source == "-" else source, None if fmt is None else fmt == "jsonl")
@@ -290,17 +296,18 @@ def positive_int(text: str) -> int:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="mtl", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
+    saved_model = "a saved model, or a training output_dir (its best/)"
     train_parser = commands.add_parser("train", help="train a multi-task model from a JSON config")
     train_parser.add_argument("config", type=Path)
     train_parser.add_argument("--resume", action="store_true", help="continue from <output_dir>/last if present")
     evaluate_parser = commands.add_parser("evaluate", help="score a saved model on the config's test (or "
                                                            "validation) data; print the scores and write them as JSON")
-    evaluate_parser.add_argument("model_dir", type=Path, help="a saved model, or a training output_dir (its best/)")
+    evaluate_parser.add_argument("model_dir", type=Path, help=saved_model)
     evaluate_parser.add_argument("config", type=Path, help="the config the model was trained with")
     evaluate_parser.add_argument("--split", choices=("test", "validation"), default="test")
     evaluate_parser.add_argument("--output", type=Path, help="JSON file (default: MODEL_DIR/evaluation_SPLIT.json)")
     predict_parser = commands.add_parser("predict", help="predict every task on texts; JSON Lines out")
-    predict_parser.add_argument("model_dir", type=Path, help="a saved model, or a training output_dir (its best/)")
+    predict_parser.add_argument("model_dir", type=Path, help=saved_model)
     predict_parser.add_argument("input", nargs="?", default="-",
                                 help="one text per line, or JSON Lines with 'text' or 'words' (.jsonl); - : stdin")
     predict_parser.add_argument("--format", choices=("text", "jsonl"), help="input format (default: by extension)")
