@@ -9,7 +9,7 @@ import pytest
 import spacy
 from spacy.tokens import Doc, Span
 
-from mtl.data.examples import prepare as prep
+from mtl.data import prepare as prep
 from mtl.data.examples import NER_FILE, SENTIMENT_FILE, SPLITS, TASK_LABELS, TOPIC_FILE, load_ner, load_sentiment, load_topic
 from mtl.paths import DATA_DIR, PROJ_ROOT
 

@@ -1,0 +1,74 @@
+"""The package's shape: one subpackage per task, imports only downwards, extras never imported by the core, the
+public API, and an install that is not editable."""
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import mtl
+
+PACKAGE = Path(mtl.__file__).parent
+# The core, lowest first: a module may import from its own layer or from a lower one. The loop validates with the
+# scores, so evaluation (Task 5) sits below training (Task 4).
+LAYERS = ["paths", "utils", "data", "encoder", "multitask", "finetuning", "evaluation", "training"]
+
+
+def mtl_imports(path: Path) -> list[str]:
+    """The mtl modules (or packages) that a file imports, ``from mtl.x import y`` counted as ``mtl.x.y``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names if alias.name.startswith("mtl")]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mtl") and node.level == 0:
+            found += [f"{node.module}.{alias.name}" for alias in node.names]
+    return found
+
+
+def layer(module: str) -> str:
+    """'mtl.encoder.encoder.X' -> 'encoder'; extras -> 'extras'."""
+    return module.split(".")[1] if module.count(".") else ""
+
+
+CORE = sorted(p for p in PACKAGE.rglob("*.py") if "extras" not in p.relative_to(PACKAGE).parts
+              and p.name != "__main__.py" and p.parent != PACKAGE or p.name in ("paths.py", "utils.py"))
+
+
+@pytest.mark.parametrize("path", CORE, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_the_core_imports_only_downwards_and_never_an_extra(path):
+    own = LAYERS.index(path.relative_to(PACKAGE).parts[0].removesuffix(".py"))
+    for module in mtl_imports(path):
+        assert layer(module) != "extras", f"{path.name} imports the extra {module}"
+        assert LAYERS.index(layer(module)) <= own, f"{path.name} ({LAYERS[own]}) imports upwards: {module}"
+
+
+def test_the_layer_check_catches_an_upward_import(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("from mtl.training.train import train\nfrom mtl.extras.cli import main\n")
+    assert [layer(m) for m in mtl_imports(bad)] == ["training", "extras"]
+    assert LAYERS.index("training") > LAYERS.index("encoder")
+
+
+def test_the_public_api_resolves_to_the_task_packages():
+    assert mtl.SentenceEncoder.__module__ == "mtl.encoder.encoder"
+    assert mtl.MultiTaskModel.__module__ == "mtl.multitask.model"
+    assert mtl.train.__module__ == mtl.TrainConfig.__module__ == "mtl.training.train"
+    for name in mtl.__all__:
+        assert callable(getattr(mtl, name)), name
+    with pytest.raises(AttributeError, match="public API"):
+        mtl.not_a_name
+
+
+def test_a_non_editable_install_imports_every_subpackage(tmp_path):
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), str(PACKAGE.parent)], check=True, capture_output=True)
+    packages = sorted({".".join(p.relative_to(PACKAGE.parent).parent.parts) for p in PACKAGE.rglob("__init__.py")})
+    code = ("import importlib, mtl; "
+            f"[importlib.import_module(p) for p in {packages!r}]; "
+            "print(mtl.__file__); print(mtl.build_model.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": ""},
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines()[0].startswith(str(target)) and "mtl.extras.studies" in packages
