@@ -11,7 +11,9 @@ from mtl.finetuning.freezing import freeze, parameter_report, select, unfreeze
 import mtl.training.train
 from mtl.evaluation.predictions import evaluate
 from mtl.multitask.tasks import build_model, load_datasets
-from mtl.training.train import LossWeighting, MultiTaskObjective, TrainConfig, layer_learning_rates, parameter_groups, train
+from mtl.finetuning.rates import layer_learning_rates, parameter_groups
+from mtl.training.losses import LossWeighting, MultiTaskObjective
+from mtl.training.train import TrainConfig, train
 from mtl.utils import set_seed
 
 BLOCKS = [f"layer.{i}" for i in range(4)]  # the scratch backbone has 4 blocks

@@ -1,6 +1,7 @@
-"""The package's shape: one subpackage per task, imports only downwards, extras never imported by the core, the
-public API, and an install that is not editable."""
+"""The package's shape: one subpackage per task, imports only downwards and without cycles, extras never imported
+by the core, the public API, and an install that is not editable."""
 import ast
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,9 +17,15 @@ LAYERS = ["paths", "utils", "data", "encoder", "multitask", "finetuning", "evalu
 
 
 def mtl_imports(path: Path) -> list[str]:
-    """The mtl modules (or packages) that a file imports, ``from mtl.x import y`` counted as ``mtl.x.y``."""
+    """The mtl modules (or packages) that a file imports anywhere in its code, ``from mtl.x import y`` counted as
+    ``mtl.x.y``; imports under ``if TYPE_CHECKING:`` (annotations only) are left out."""
+    tree = ast.parse(path.read_text())
+    skipped = {id(node) for branch in ast.walk(tree) if isinstance(branch, ast.If)
+               and getattr(branch.test, "id", None) == "TYPE_CHECKING" for node in ast.walk(branch)}
     found = []
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
         if isinstance(node, ast.Import):
             found += [alias.name for alias in node.names if alias.name.startswith("mtl")]
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mtl") and node.level == 0:
@@ -50,6 +57,48 @@ def test_the_layer_check_catches_an_upward_import(tmp_path):
     assert LAYERS.index("training") > LAYERS.index("encoder")
 
 
+def module_name(path: Path) -> str:
+    return ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the package's modules it imports (``from mtl.x import y``: y if it is a module, else mtl.x)."""
+    modules = {module_name(p) for p in PACKAGE.rglob("*.py")}
+    return {module_name(p): {m if m in modules else m.rsplit(".", 1)[0] for m in mtl_imports(p)} - {module_name(p)}
+            for p in PACKAGE.rglob("*.py") if p.name != "__init__.py"}
+
+
+def cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of ``graph`` as a path that returns to its start, or None (depth-first search)."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(node, path):
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if state.get(nxt) is None and (found := visit(nxt, path + [nxt])):
+                return found
+        state[node] = 2
+        return None
+
+    return next((found for start in sorted(graph) if state.get(start) is None
+                 and (found := visit(start, [start]))), None)
+
+
+def test_the_cycle_finder_finds_a_cycle_and_accepts_a_layered_graph():
+    assert cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_no_module_of_the_package_takes_part_in_an_import_cycle():
+    graph = import_graph()
+    assert "mtl.training.train" in graph and "mtl.multitask.model" in graph["mtl.training.train"] | {
+        m for m in graph["mtl.training.train"] if m.startswith("mtl.multitask")}
+    found = cycle(graph)
+    assert found is None, "import cycle: " + " -> ".join(found)
+
+
 def test_the_public_api_resolves_to_the_task_packages():
     assert mtl.SentenceEncoder.__module__ == "mtl.encoder.encoder"
     assert mtl.MultiTaskModel.__module__ == "mtl.multitask.model"
@@ -61,9 +110,12 @@ def test_the_public_api_resolves_to_the_task_packages():
 
 
 def test_a_non_editable_install_imports_every_subpackage(tmp_path):
-    target = tmp_path / "site"
+    source, target = tmp_path / "source", tmp_path / "site"  # built from a copy: the build leaves no files behind
+    shutil.copytree(PACKAGE, source / "mtl", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(PACKAGE.parent / name, source / name)
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(PACKAGE.parent)], check=True, capture_output=True)
+                    "--target", str(target), str(source)], check=True, capture_output=True)
     packages = sorted({".".join(p.relative_to(PACKAGE.parent).parent.parts) for p in PACKAGE.rglob("__init__.py")})
     code = ("import importlib, mtl; "
             f"[importlib.import_module(p) for p in {packages!r}]; "

@@ -7,7 +7,8 @@ import pytest
 
 from mtl.data.examples import Example
 from mtl.multitask.tasks import load_datasets
-from mtl.training.train import BatchStream, TrainConfig, train, upcoming_examples
+from mtl.training.sampling import BatchStream, upcoming_examples
+from mtl.training.train import TrainConfig, train
 
 
 def small_data():
@@ -69,7 +70,7 @@ def test_balanced_class_weights_match_scikit_learn_and_weight_the_loss(tiny_mode
     import torch
     from sklearn.utils.class_weight import compute_class_weight
 
-    from mtl.training.train import balanced_class_weights
+    from mtl.training.losses import balanced_class_weights
     train_sets, _ = small_data()
     weights = balanced_class_weights(tiny_model, train_sets)
     assert set(weights) == {"topic", "sentiment"}  # sentence tasks only

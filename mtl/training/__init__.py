@@ -1,2 +1,2 @@
-"""Task 4, the multi-task training loop (``train``): task sampling (``sampling``), loss weighting (``losses``) and
-resumable checkpoints (``checkpoint``), on Accelerate so that one process or several train to the same weights."""
+"""Task 4, the multi-task training loop (``train``): task sampling and batches (``sampling``), the weighted objective
+(``losses``) and resumable checkpoints (``checkpoint``), on Accelerate so that 1 or N processes train alike."""

@@ -12,6 +12,10 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from mtl.data.examples import Example
+from mtl.multitask.model import MultiTaskModel
+from mtl.multitask.task_kinds import IGNORE, task_kind
+
 LOSS_WEIGHTINGS = ("fixed", "uncertainty")
 
 
@@ -39,3 +43,55 @@ class LossWeighting(nn.Module):
         if self.log_vars is None:
             return dict(self.weights)
         return {t: float(torch.exp(-s.detach())) for t, s in self.log_vars.items()}
+
+
+class MultiTaskObjective(nn.Module):
+    """Model + loss weighting as one module, so one DistributedDataParallel wrapper covers both.
+
+    Each process holds a shard of one global batch. A task's loss is its loss sum on this shard divided by the
+    weight of its labelled positions in the whole batch, times the number of processes: the gradient average that
+    DistributedDataParallel takes is then the gradient of the whole batch's mean loss, however the labelled rows
+    or tokens fall into the shards."""
+
+    def __init__(self, model: MultiTaskModel, weighting: LossWeighting,
+                 class_weights: Mapping[str, Tensor] | None = None):
+        super().__init__()
+        self.model, self.weighting = model, weighting
+        class_weights = class_weights or {}
+        self.weighted_tasks = list(class_weights)
+        for name, weights in class_weights.items():
+            self.register_buffer(f"class_weights_{name}", weights)  # (K,), moved by .to(device)
+
+    def class_weights(self) -> dict[str, Tensor]:
+        return {name: getattr(self, f"class_weights_{name}") for name in self.weighted_tasks}
+
+    def label_totals(self, tasks: Sequence[str], labels: dict[str, Tensor]) -> Tensor:
+        """(len(tasks),) weight of the labelled positions of each task in this shard (0 if it has none)."""
+        weights = self.class_weights()
+        totals = []
+        for name in tasks:
+            target = labels[name][labels[name] != IGNORE] if name in labels else torch.zeros(0, dtype=torch.long)
+            totals.append(weights[name][target].sum() if name in weights else torch.tensor(float(len(target))))
+        return torch.stack(totals).float()
+
+    def forward(self, features, labels: dict[str, Tensor], batch_totals: Mapping[str, Tensor],
+                num_processes: int = 1) -> tuple[Tensor, dict[str, Tensor]]:
+        """The weighted loss and {task: loss}; ``batch_totals[task]`` is the task's labelled weight in the whole
+        global batch; a task in it without labels in this shard contributes 0 here (its share is elsewhere)."""
+        sums = self.model.task_loss_sums(self.model(features, tasks=list(labels)), labels, self.class_weights())
+        zero = next(self.parameters()).new_zeros(())
+        losses = {name: (sums[name][0] if name in sums else zero) * num_processes / total
+                  for name, total in batch_totals.items()}
+        return self.weighting(losses), losses
+
+
+def balanced_class_weights(model: MultiTaskModel, train_sets: Mapping[str, Sequence[Example]]) -> dict[str, Tensor]:
+    """(K,) class weights per task whose kind weighs classes (``TaskKind.class_weights``; sentence tasks: n / (K n_c),
+    scikit-learn's "balanced"), from its training labels pooled over every dataset that labels it."""
+    weights = {}
+    for name, task in model.tasks.items():
+        labels = [ex.labels[name] for examples in train_sets.values() for ex in examples if name in ex.labels]
+        weight = task_kind(task.kind).class_weights(labels, task.labels) if labels else None
+        if weight is not None:
+            weights[name] = weight
+    return weights

@@ -1,4 +1,4 @@
-"""Which dataset the next batch comes from: the multi-task mixing schedule.
+"""What each step trains on: the dataset (the multi-task mixing schedule) and its next shuffled batch.
 
 - ``proportional``: p_i = n_i / sum n (each example seen about equally often; big tasks dominate updates).
 - ``round_robin``:  tasks in turn (each task gets the same number of updates, small tasks repeat more).
@@ -6,9 +6,12 @@
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+import copy
+from collections.abc import Mapping, Sequence
 
 import numpy as np
+
+from mtl.data.examples import Example
 
 SAMPLING_STRATEGIES = ("proportional", "round_robin", "temperature")
 
@@ -35,3 +38,42 @@ def task_schedule(sizes: Mapping[str, int], strategy: str, steps: int, rng: np.r
         return [names[i % len(names)] for i in range(steps)]
     probs = task_probabilities(sizes, strategy, temperature)
     return [names[i] for i in rng.choice(len(names), size=steps, p=list(probs.values()))]
+
+
+class BatchStream:
+    """Endless shuffled batches from one dataset: a fresh permutation each time the data is used up."""
+
+    def __init__(self, examples: Sequence[Example], rng: np.random.Generator):
+        if len(examples) == 0:
+            raise ValueError("Cannot train on an empty dataset.")
+        self.examples, self.rng = examples, rng
+        self.order, self.position = rng.permutation(len(examples)), 0
+
+    def copy(self, rng: np.random.Generator) -> BatchStream:
+        """The same examples, order and position, drawing later permutations from ``rng``."""
+        twin = object.__new__(BatchStream)
+        twin.examples, twin.rng, twin.order, twin.position = self.examples, rng, self.order, self.position
+        return twin
+
+    def next(self, size: int) -> list[Example]:
+        batch = []
+        while len(batch) < size:
+            if self.position == len(self.order):
+                self.order, self.position = self.rng.permutation(len(self.examples)), 0
+            take = self.order[self.position : self.position + size - len(batch)]
+            batch += [self.examples[i] for i in take]
+            self.position += len(take)
+        return batch
+
+
+def upcoming_examples(streams: Mapping[str, BatchStream], schedule: Sequence[str], batch_size: int,
+                      rng: np.random.Generator, rank: int = 0, world: int = 1) -> dict[str, list[Example]]:
+    """The distinct examples this process will train on in ``schedule``'s steps (its shard of each global batch),
+    per dataset: drawn from twins of the streams and of their random generator, so the real ones are untouched."""
+    twin_rng = copy.deepcopy(rng)
+    twins = {name: stream.copy(twin_rng) for name, stream in streams.items()}
+    drawn: dict[str, dict[int, Example]] = {}
+    for dataset in schedule:
+        for example in twins[dataset].next(batch_size)[rank::world]:
+            drawn.setdefault(dataset, {})[id(example)] = example
+    return {dataset: list(examples.values()) for dataset, examples in drawn.items()}
