@@ -4,11 +4,12 @@ Every encoder embeds the same 2,000 real sentences (the first 2,000 of the VADER
 all-MiniLM-L6-v2, mean pooling and L2 normalisation, at the same batch size, on CPU:
 
   - ``sentence-transformers``: ``SentenceTransformer(backbone_path("minilm")).encode`` (float32, the reference);
-  - ``mtl fp32``: ``SentenceEncoder.build("minilm").encode``;
+  - ``mtl fp32``: ``SentenceEncoder.build("minilm").encode`` (sentence-transformers' ``encode`` plus input checks);
   - ``mtl bf16``: the same encoder, ``encode(..., precision="bf16")`` (``mtl.encoder.precision``: bfloat16 autocast; fast only
     on CPUs with AMX or AVX512-BF16, emulated and slower elsewhere);
-  - ``mtl int8``: ``SentenceEncoder.build("minilm").quantized()`` (``mtl.extras.inference.quantize``; with ``--calibration 256``,
-    the optional SmoothQuant scaling calibrated on the first 256 sentences of the sentiment *train* split).
+  - ``mtl int8``: ``quantize(SentenceEncoder.build("minilm"))`` (``mtl.extras.inference.quantize``; with
+    ``--calibration 256``, the optional SmoothQuant scaling calibrated on the first 256 sentences of the sentiment
+    *train* split).
   - ``onnx fp32`` / ``onnx int8``: ``OnnxSentenceEncoder.export(encoder, int8=...)`` (``mtl.extras.inference.onnx_encoder``: the
     backbone run by ONNX Runtime, in float32 or with its dynamic int8 quantisation; pooling etc. in torch).
 
@@ -41,6 +42,7 @@ from mtl.encoder.backbones import backbone_path
 from mtl.data.examples import load_lee, load_sentiment, load_topic
 from mtl.encoder.encoder import SentenceEncoder
 from mtl.extras.inference.onnx_encoder import OnnxSentenceEncoder
+from mtl.extras.inference.quantize import quantize
 from mtl.encoder.precision import cpu_description
 from mtl.evaluation.similarity import spearman_with_humans
 from mtl.utils import quiet_libraries, set_seed
@@ -108,7 +110,7 @@ def main() -> None:
     models = {
         "sentence-transformers": reference,
         "mtl fp32": fp32,
-        "mtl int8": fp32.quantized(calibration),
+        "mtl int8": quantize(fp32, calibration),
         "onnx fp32": OnnxSentenceEncoder.export(fp32, int8=False),
         "onnx int8": OnnxSentenceEncoder.export(fp32, int8=True),
     }

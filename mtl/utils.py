@@ -43,6 +43,6 @@ def quiet_libraries() -> None:
 
 def length_sorted_batches(lengths, batch_size: int) -> list[np.ndarray]:
     """Positions of the items in batches of ``batch_size``, longest first (ties keep input order), so each batch
-    pads to a similar length: the one batching order of every encode / predict loop."""
+    pads to a similar length."""
     order = np.argsort([-n for n in lengths], kind="stable")
     return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]

@@ -21,7 +21,9 @@ from mtl.finetuning.freezing import freeze, select, unfreeze
 from mtl.finetuning.lora import add_lora, lora_parameters
 from mtl.multitask.model import MultiTaskModel
 from mtl.multitask.tasks import build_model, load_datasets
-from mtl.training.train import LossWeighting, MultiTaskObjective, TrainConfig, layer_learning_rates, parameter_groups, train
+from mtl.finetuning.rates import layer_learning_rates, parameter_groups
+from mtl.training.losses import LossWeighting, MultiTaskObjective
+from mtl.training.train import TrainConfig, train
 from mtl.utils import set_seed
 from test_freezing import changed, snapshot, train_gradually
 from test_prefix_cache import assert_same, loss_and_grads  # the cached forward must equal the plain one

@@ -27,9 +27,11 @@ assert sorted(TEXTS, key=len) != TEXTS and sorted(TEXTS, key=len, reverse=True) 
 
 def test_the_batches_really_are_sorted_by_length(tiny_model, monkeypatch):
     encoder, seen = tiny_model.encoder, []
-    tokenize = encoder.tokenize
-    monkeypatch.setattr(encoder, "tokenize", lambda batch: seen.append(list(batch)) or tokenize(batch))
+    preprocess = encoder.model.preprocess  # sentence-transformers' encode tokenises each batch with it
+    monkeypatch.setattr(encoder.model, "preprocess", lambda batch, **kw: seen.append(list(batch)) or
+                        preprocess(batch, **kw))
     encoder.encode(TEXTS, batch_size=2)
+    assert [len(batch) for batch in seen] == [2, 2, 2, 1]
     assert [t for batch in seen for t in batch] == sorted(TEXTS, key=len, reverse=True)
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from mtl.encoder.encoder import SentenceEncoder
 from mtl.extras.inference.onnx_encoder import OnnxSentenceEncoder
+from mtl.extras.inference.quantize import quantize
 
 TEXTS = [
     "The cat sat on the mat.",
@@ -84,4 +85,4 @@ def test_bad_input_is_refused_like_the_torch_encoder(onnx_int8, minilm):
     with pytest.raises(TypeError, match="Item 1 is int"):
         onnx_int8.encode(["fine", 3])
     with pytest.raises(ValueError, match="already quantised by torch"):
-        OnnxSentenceEncoder.export(minilm.quantized())
+        OnnxSentenceEncoder.export(quantize(minilm))

@@ -16,6 +16,7 @@ import torch
 import mtl.encoder.precision
 from mtl.encoder.encoder import SentenceEncoder
 from mtl.encoder.precision import PRECISIONS, autocast, native_bf16, resolve_precision
+from mtl.extras.inference.quantize import quantize
 from mtl.multitask.tasks import build_model, load_datasets
 from mtl.training.train import TrainConfig, train
 from mtl.utils import set_seed
@@ -54,7 +55,7 @@ def test_bad_precisions_are_rejected_naming_the_valid_ones(minilm, tiny_model):
     with pytest.raises(ValueError, match="'fp16' needs a CUDA device"):
         minilm.encode(TEXTS, precision="fp16")
     with pytest.raises(ValueError, match="quantised encoder .* must be 'fp32'"):
-        tiny_model.quantized().predict(TEXTS, precision="bf16")
+        quantize(tiny_model).predict(TEXTS, precision="bf16")
 
 
 def test_bf16_encode_is_close_to_fp32(minilm):

@@ -8,7 +8,7 @@ import copy
 import pytest
 import torch
 
-from mtl.encoder.encoder import prefix_cache
+from mtl.encoder import prefix_cache
 from mtl.data.examples import Example
 from mtl.finetuning.freezing import freeze, unfreeze
 from mtl.encoder.prefix_cache import PrefixCache

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -9,7 +11,7 @@ import torch
 from torch import nn
 
 from mtl.encoder.encoder import SentenceEncoder
-from mtl.extras.inference.quantize import SMOOTHING_ALPHA, Int8Linear, SmoothedLinear, smooth_linears
+from mtl.extras.inference.quantize import SMOOTHING_ALPHA, Int8Linear, SmoothedLinear, quantize, smooth_linears
 
 CALIBRATION = [  # for the SmoothQuant path; not the sentences compared below
     "The government announced new measures to curb inflation.",
@@ -33,7 +35,7 @@ TEXTS = [
 @pytest.fixture(scope="module")
 def encoders() -> tuple[SentenceEncoder, SentenceEncoder]:
     fp32 = SentenceEncoder.build("minilm", pooling="mean", normalize=True, device="cpu")
-    return fp32, fp32.quantized()
+    return fp32, quantize(fp32)
 
 
 def test_shapes_dtype_and_norm(encoders):
@@ -58,7 +60,7 @@ def test_every_linear_layer_is_int8_and_the_original_is_untouched(encoders):
     assert n_linear == 36  # 6 blocks x (query, key, value, attention output, intermediate, output)
     assert sum(isinstance(m, Int8Linear) for m in int8.modules()) == n_linear
     assert not any(type(m) is nn.Linear for m in int8.modules())
-    assert int8.is_quantized and not fp32.is_quantized
+    assert int8.is_int8 and not fp32.is_int8
     assert all(p.requires_grad for p in fp32.parameters()) and not any(p.requires_grad for p in int8.parameters())
     np.testing.assert_allclose(fp32.encode(TEXTS[:2]), SentenceEncoder.build("minilm").encode(TEXTS[:2]), atol=1e-6)
 
@@ -73,7 +75,7 @@ def test_smoothing_leaves_the_float_function_unchanged(encoders):
 
 def test_smoothquant_path(encoders):
     fp32, _ = encoders
-    int8 = fp32.quantized(CALIBRATION)
+    int8 = quantize(fp32, CALIBRATION)
     assert sum(isinstance(m, SmoothedLinear) for m in int8.modules()) == 36
     assert sum(isinstance(m, Int8Linear) for m in int8.modules()) == 36
     assert (fp32.encode(TEXTS) * int8.encode(TEXTS)).sum(1).min() > 0.9  # 8 calibration texts are too few to help
@@ -81,7 +83,7 @@ def test_smoothquant_path(encoders):
 
 def test_saving_is_refused_with_a_way_out(encoders, tmp_path):
     _, int8 = encoders
-    with pytest.raises(NotImplementedError, match=r"Save the float32 encoder and call `\.quantized"):
+    with pytest.raises(NotImplementedError, match=r"Save the float32 encoder and quantise it after loading"):
         int8.save(tmp_path / "int8")
     assert not (tmp_path / "int8").exists()
 
@@ -89,20 +91,20 @@ def test_saving_is_refused_with_a_way_out(encoders, tmp_path):
 def test_bad_arguments(encoders):
     fp32, int8 = encoders
     with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\]"):
-        fp32.quantized(CALIBRATION, alpha=1.5)
+        quantize(fp32, CALIBRATION, alpha=1.5)
     with pytest.raises(ValueError, match="at least one text"):
-        fp32.quantized([])
+        quantize(fp32, [])
     with pytest.raises(TypeError, match="single string"):
-        fp32.quantized("one calibration string")
+        quantize(fp32, "one calibration string")
     with pytest.raises(ValueError, match="already quantised"):
-        int8.quantized()
+        quantize(int8)
 
 
 def test_multitask_model_predicts_with_an_int8_encoder(tiny_model, tmp_path):
     texts = ["Shares fell in London.", "Chelsea won the cup final.", "The new phone is great"]
     tiny_model.train()
-    quantized = tiny_model.quantized()
-    assert quantized.encoder.is_quantized and not tiny_model.encoder.is_quantized
+    quantized = quantize(tiny_model)
+    assert quantized.encoder.is_int8 and not tiny_model.encoder.is_int8
     assert tiny_model.training and not quantized.training  # the original keeps its mode
     assert quantized.heads is not tiny_model.heads
     for name in tiny_model.heads:  # heads copied, float32
@@ -113,6 +115,13 @@ def test_multitask_model_predicts_with_an_int8_encoder(tiny_model, tmp_path):
         assert set(g) == {"topic", "sentiment", "ner"}
         for task in ("topic", "sentiment"):
             assert g[task]["probs"] == pytest.approx(e[task]["probs"], abs=0.05)
-    with pytest.raises(NotImplementedError, match="quantised encoder cannot be saved"):
+    with pytest.raises(NotImplementedError, match="int8 encoder cannot be saved"):
         quantized.save(tmp_path / "model")
     assert not (tmp_path / "model").exists()
+
+
+def test_the_core_does_not_import_the_int8_extra():
+    code = ("import sys, mtl.encoder.encoder, mtl.multitask.model; "
+            "print(sorted(m for m in sys.modules if m.startswith('mtl.extras')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -1,10 +1,9 @@
 """Where each supported encoder family keeps its parts, and how to run its blocks from cached hidden states.
 
-The layer-wise features of Task 3 (the selectors ``embeddings``, ``layer.i``, ``bottom:k``, ``top:k`` of
-``mtl.finetuning.freezing``, so gradual unfreezing by layers; discriminative learning rates; the prefix cache of a partly
-frozen backbone; LoRA's default target modules) need a backbone's embeddings, its list of blocks, and how a block
-is called. transformers has no common interface for these, so one small adapter per family names them, as the
-transformers 5.x sources (``models/<family>/modeling_<family>.py``) define them:
+The layer-wise features (the selectors ``embeddings``, ``layer.i``, ``bottom:k``, ``top:k`` of
+``mtl.finetuning.freezing``; discriminative learning rates; the prefix cache of a partly frozen backbone; LoRA's
+default target modules) need a backbone's embeddings, its blocks, and how a block is called. transformers has no
+common interface for these, so one small adapter per family names them, as transformers 5.x defines them:
 
 | model_type | ``embeddings`` component | blocks | a block, on hidden states h (B, T, H) | LoRA targets |
 |---|---|---|---|---|
@@ -13,32 +12,33 @@ transformers 5.x sources (``models/<family>/modeling_<family>.py``) define them:
 | distilbert | ``embeddings`` (no token types) | ``transformer.layer`` | as BERT | q_lin, k_lin, v_lin |
 | mpnet | ``embeddings``, ``encoder.relative_attention_bias`` | ``encoder.layer`` | ``block(h, m, bias)[0]`` | q, k, v |
 
-``m`` is what each of these models builds from the (B, T) padding mask in 5.x: ``create_bidirectional_mask`` for
-the model's attention implementation (DistilBERT included: its 4.x boolean-mask convention is gone). Position
-information never has to be cached separately: BERT and DistilBERT add absolute positions 0..T-1, RoBERTa and MPNet
-count positions from the input ids (padding excluded) inside their embeddings, so the embeddings' output of an
-unpadded row is that of the same row in any right-padded batch. MPNet's relative position bias (B, heads, T, T) is
-a function of T and a table shared by all blocks, held by its encoder: it is recomputed for each run of blocks, and
-the table belongs to the ``embeddings`` component (frozen, cached and trained with it, like position embeddings).
+``m`` is what each of these models builds from the (B, T) padding mask (``create_bidirectional_mask``). Positions
+need no separate cache: BERT and DistilBERT add positions 0..T-1, RoBERTa and MPNet count them from the input ids
+(padding excluded), so an unpadded row embeds as the same row of any right-padded batch. MPNet's relative position
+bias (B, heads, T, T) is recomputed for each run of blocks from a table that belongs to the ``embeddings`` component.
 
 A backbone of another family works for everything that treats it as one piece (freezing or training the whole
-encoder, plain training, LoRA with explicit ``target_modules``); asking it for a layer-wise feature is an error
-naming the supported families (``require_architecture``), never a silent fallback.
+encoder, LoRA with explicit ``target_modules``); a layer-wise feature is an error naming the supported families
+(``require_architecture``), never a silent fallback.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from torch import Tensor, nn
 from transformers import PreTrainedModel
 from transformers.masking_utils import create_bidirectional_mask
 
 
+@dataclass(frozen=True)
 class Architecture:
-    """Names and calls of one family's parts. The defaults are BERT's; the other families override what differs."""
+    """Names and calls of one family's parts; the defaults are BERT's."""
 
-    family = "BERT"
-    model_type = "bert"
-    blocks_path = "encoder.layer"
-    lora_targets = ("query", "key", "value")  # the self-attention Linear layers (module names)
+    family: str
+    model_type: str
+    blocks_path: str = "encoder.layer"
+    lora_targets: tuple[str, ...] = ("query", "key", "value")  # the self-attention Linear layers (module names)
+    token_types: bool = True  # whether the embeddings take token type ids
 
     def embeddings(self, backbone: PreTrainedModel) -> nn.Module:
         """The ``embeddings`` component: every module the blocks depend on besides the hidden states."""
@@ -50,7 +50,8 @@ class Architecture:
 
     def embed(self, backbone: PreTrainedModel, inputs: dict) -> Tensor:
         """(B, T, H) input of the lowest block."""
-        return backbone.embeddings(input_ids=inputs["input_ids"], token_type_ids=inputs.get("token_type_ids"))
+        token_types = {"token_type_ids": inputs.get("token_type_ids")} if self.token_types else {}
+        return backbone.embeddings(input_ids=inputs["input_ids"], **token_types)
 
     def run_blocks(self, backbone: PreTrainedModel, blocks: nn.ModuleList, hidden: Tensor,
                    attention_mask: Tensor) -> Tensor:
@@ -61,38 +62,12 @@ class Architecture:
         return hidden
 
 
-class Roberta(Architecture):
-    """BERT's modules under the same names; the embeddings derive position ids from the input ids (pad-aware)."""
-
-    family = "RoBERTa"
-    model_type = "roberta"
-
-
-class DistilBert(Architecture):
-    """Blocks under ``transformer.layer``, embeddings without token types, attention as ``q_lin`` / ``k_lin`` / ..."""
-
-    family = "DistilBERT"
-    model_type = "distilbert"
-    blocks_path = "transformer.layer"
-    lora_targets = ("q_lin", "k_lin", "v_lin")
-
-    def embed(self, backbone: PreTrainedModel, inputs: dict) -> Tensor:
-        return backbone.embeddings(inputs["input_ids"])
-
-
 class MPNet(Architecture):
     """A relative position bias, computed by the encoder from a table shared by all blocks, enters every block;
     blocks return tuples."""
 
-    family = "MPNet"
-    model_type = "mpnet"
-    lora_targets = ("q", "k", "v")
-
     def embeddings(self, backbone: PreTrainedModel) -> nn.Module:
         return nn.ModuleList([backbone.embeddings, backbone.encoder.relative_attention_bias])
-
-    def embed(self, backbone: PreTrainedModel, inputs: dict) -> Tensor:
-        return backbone.embeddings(input_ids=inputs["input_ids"])
 
     def run_blocks(self, backbone: PreTrainedModel, blocks: nn.ModuleList, hidden: Tensor,
                    attention_mask: Tensor) -> Tensor:
@@ -103,7 +78,12 @@ class MPNet(Architecture):
         return hidden
 
 
-ARCHITECTURES: dict[str, Architecture] = {a.model_type: a for a in (Architecture(), Roberta(), DistilBert(), MPNet())}
+ARCHITECTURES: dict[str, Architecture] = {a.model_type: a for a in (
+    Architecture("BERT", "bert"),
+    Architecture("RoBERTa", "roberta"),  # its embeddings derive position ids from the input ids (pad-aware)
+    Architecture("DistilBERT", "distilbert", "transformer.layer", ("q_lin", "k_lin", "v_lin"), token_types=False),
+    MPNet("MPNet", "mpnet", lora_targets=("q", "k", "v"), token_types=False),
+)}
 
 
 def architecture_of(backbone: PreTrainedModel) -> Architecture | None:

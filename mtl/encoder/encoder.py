@@ -1,9 +1,10 @@
 """The sentence encoder: transformer backbone -> pooling -> [projection] -> [LayerNorm] -> [L2 normalisation].
 
 Each stage is a sentence-transformers module (``Transformer``, ``Pooling``, ``Dense``, ``LayerNorm``,
-``Normalize``), so a saved encoder is an ordinary sentence-transformers folder that
-``SentenceTransformer(path)`` loads. ``SentenceEncoder`` adds what this project needs around it: input checks
-with clear errors, word-level tokenisation for token tasks, and a lean length-sorted ``encode``.
+``Normalize``), so a saved encoder is an ordinary sentence-transformers folder that ``SentenceTransformer(path)``
+loads. ``SentenceEncoder`` adds what this project needs around it: input checks with clear errors, word-level
+tokenisation for token tasks, a choice of precision, and the backbone run block by block for the cache of a
+frozen bottom (``mtl.encoder.prefix_cache``).
 
 Reference: Reimers & Gurevych, "Sentence-BERT", EMNLP 2019.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,22 +22,22 @@ from safetensors import safe_open
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.models import Dense, LayerNorm, Normalize, Pooling, Transformer
 from torch import nn
-from tqdm.auto import tqdm
+from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
 from transformers import BatchEncoding
 
+from mtl.data.examples import check_texts
 from mtl.encoder.architectures import Architecture, architecture_of, require_architecture
 from mtl.encoder.backbones import backbone_path
-from mtl.data.examples import check_texts
 from mtl.encoder.precision import autocast, resolve_precision
 from mtl.encoder.prefix_cache import PrefixCache, TokenCache
-from mtl.extras.inference.quantize import SMOOTHING_ALPHA, quantize_encoder
-from mtl.utils import length_sorted_batches, resolve_device
+from mtl.utils import resolve_device
 
 POOLING_MODES = ("cls", "mean", "max")
 
 
 class SentenceEncoder(nn.Module):
-    """A sentence-transformers model with checked inputs; ``forward`` gives token and sentence embeddings."""
+    """A sentence-transformers model (``model``) with checked inputs; ``forward`` gives token and sentence
+    embeddings."""
 
     def __init__(self, model: SentenceTransformer):
         super().__init__()
@@ -45,7 +46,6 @@ class SentenceEncoder(nn.Module):
             self.transformer.auto_model.pooler = None  # BERT's [CLS] pooler: sentence-transformers never reads it
         self.prefix_cache: PrefixCache | None = None  # set by ``use_prefix_cache`` (training with frozen layers)
         self.token_cache: TokenCache | None = None  # likewise: tokenised inputs, for epochs over the same examples
-        self.is_quantized = False  # True for the int8 copies made by ``quantized``
         self.unchanged_bottom: object | None = None  # a token while ``frozen_bottom_unchanged`` is in force
         self._unchanged_depth: int | None = None  # ``cached_depth`` found within that block
 
@@ -91,25 +91,22 @@ class SentenceEncoder(nn.Module):
                              "(or vocab file) is missing.")
         return encoder
 
-    def quantized(self, calibration_texts: Sequence[str] | None = None, alpha: float | None = None) -> SentenceEncoder:
-        """An int8 copy for faster CPU inference (dynamic quantisation of the linear layers; see ``mtl.extras.inference.quantize``).
-
-        Needs no data; ``calibration_texts`` (a few hundred texts from the domain you will encode) add SmoothQuant
-        scaling of strength ``alpha``. The copy runs on CPU and cannot be trained or saved (save this float32
-        encoder and quantise after loading); this encoder is left unchanged.
-        """
-        return quantize_encoder(self, calibration_texts, SMOOTHING_ALPHA if alpha is None else alpha)
-
     def save(self, path: str | Path) -> None:
         """Write a sentence-transformers folder (weights as safetensors), leaving train/eval modes as they were."""
-        if self.is_quantized:
-            raise NotImplementedError("A quantised encoder cannot be saved: its int8 weights are packed for fbgemm and "
-                                      "are not a sentence-transformers folder. Save the float32 encoder and call "
-                                      "`.quantized()` after loading it.")
+        if self.is_int8:
+            raise NotImplementedError("An int8 encoder cannot be saved: its weights are packed for fbgemm, not a "
+                                      "sentence-transformers folder. Save the float32 encoder and quantise it after "
+                                      "loading (mtl.extras.inference.quantize).")
         modes = [module.training for module in self.modules()]
         self.model.save(str(path))  # sentence-transformers switches modules to eval mode while saving
         for module, mode in zip(self.modules(), modes):
             module.training = mode
+
+    @property
+    def is_int8(self) -> bool:
+        """Whether the linear layers are torch's dynamic int8 ones (``mtl.extras.inference.quantize``): such a copy
+        computes in int8 and float32 only, and cannot be saved."""
+        return any(isinstance(module, DynamicInt8Linear) for module in self.modules())
 
     @property
     def transformer(self) -> Transformer:
@@ -146,14 +143,9 @@ class SentenceEncoder(nn.Module):
         if self.token_cache is not None:
             return self.token_cache.tokenize(self.tokenizer, inputs, self.max_seq_length).to(self.device)
         split_into_words = not isinstance(inputs[0], str)
-        batch = self.tokenizer(
-            [list(x) for x in inputs] if split_into_words else list(inputs),
-            is_split_into_words=split_into_words,
-            padding=True,
-            truncation=True,
-            max_length=self.max_seq_length,
-            return_tensors="pt",
-        )
+        batch = self.tokenizer([list(x) for x in inputs] if split_into_words else list(inputs),
+                               is_split_into_words=split_into_words, padding=True, truncation=True,
+                               max_length=self.max_seq_length, return_tensors="pt")
         return batch.to(self.device)
 
     def forward(self, features: BatchEncoding | dict) -> dict[str, torch.Tensor]:
@@ -162,12 +154,48 @@ class SentenceEncoder(nn.Module):
         depth = self.cached_depth() if self.prefix_cache is not None else 0
         if depth == 0:
             return self.model(inputs)
-        return self.forward_from(self.prefix_cache.hidden_states(self, inputs, depth), inputs, depth)
+        hidden = self.prefix_cache.hidden_states(self, inputs, depth)  # (B, T, H) after the frozen blocks
+        features = dict(inputs, token_embeddings=self._run_blocks(hidden, inputs["attention_mask"], depth, None))
+        for module in list(self.model)[1:]:  # Pooling, [Dense], [LayerNorm], [Normalize]
+            features = module(features)
+        return features
+
+    def check_precision(self, precision: str) -> None:
+        """Fail, naming the valid choices, on a precision this encoder cannot run in (int8 copies run in fp32 only)."""
+        resolve_precision(precision, self.device)
+        if precision != "fp32" and self.is_int8:
+            raise ValueError(f"A quantised encoder computes in int8 and float32; precision must be 'fp32', got "
+                             f"{precision!r}.")
+
+    @torch.inference_mode()
+    def encode(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 64,
+        show_progress_bar: bool | None = None,
+        convert_to_tensor: bool = False,
+        precision: str = "fp32",
+    ) -> np.ndarray | torch.Tensor:
+        """Embed texts, shape (n, D), float32, in input order (sentence-transformers' ``encode``, which batches them
+        sorted by length). A progress bar from 21 batches on unless ``show_progress_bar`` says otherwise.
+        ``precision``: "fp32", "bf16", "fp16" (CUDA) or "auto" (bf16 where the hardware runs it natively, see
+        ``mtl.encoder.precision``)."""
+        check_texts(texts)
+        self.check_precision(precision)
+        if show_progress_bar is None:
+            show_progress_bar = -(-len(texts) // batch_size) > 20
+        was_training = self.training
+        with autocast(precision, self.device):
+            embeddings = self.model.encode(list(texts), batch_size=batch_size, show_progress_bar=show_progress_bar,
+                                           convert_to_tensor=True)  # (n, D), in the autocast dtype
+        self.train(was_training)
+        embeddings = embeddings.float()
+        return embeddings if convert_to_tensor else embeddings.cpu().numpy()
 
     # ---- the backbone block by block (mtl.encoder.architectures), for caching a frozen bottom ------------------
     def use_prefix_cache(self, enabled: bool = True, cache: PrefixCache | None = None) -> None:
-        """Cache the output of the frozen bottom blocks (see ``mtl.encoder.prefix_cache``; no effect if none is frozen) and
-        the tokenised inputs. Pass ``cache`` to share one across models with the same frozen bottom (e.g. seeds)."""
+        """Cache the output of the frozen bottom blocks (``mtl.encoder.prefix_cache``; no effect if none is frozen)
+        and the tokenised inputs. Pass ``cache`` to share one across models with the same frozen bottom (e.g. seeds)."""
         self.prefix_cache = (PrefixCache() if cache is None else cache) if enabled else None  # an empty cache is falsy
         self.token_cache = TokenCache() if enabled else None
 
@@ -205,9 +233,8 @@ class SentenceEncoder(nn.Module):
     @contextlib.contextmanager
     def frozen_bottom_unchanged(self):
         """Promise that within the block nothing is frozen or unfrozen and no frozen tensor changes, as within a
-        training epoch (the optimiser skips tensors without gradients). ``cached_depth`` and the prefix cache's check
-        of the frozen tensors (``PrefixCache.validate``) then run at the block's first forward pass only, instead of
-        at every one: with the whole encoder frozen, walking its ~100 tensors twice was a third of a training step."""
+        training epoch (the optimiser skips tensors without gradients): ``cached_depth`` and the prefix cache's check
+        of the frozen tensors (``PrefixCache.validate``) then run at the block's first forward pass only."""
         self.unchanged_bottom, self._unchanged_depth = object(), None
         try:
             yield
@@ -217,91 +244,35 @@ class SentenceEncoder(nn.Module):
     def cached_depth(self) -> int:
         """The depth the prefix cache serves: ``frozen_depth``. A backbone of an unsupported family is never cached:
         partly frozen, that is an error (which blocks are frozen is unknown); wholly frozen, a warning."""
-        if self.unchanged_bottom is not None:  # within ``frozen_bottom_unchanged``: found once
-            if self._unchanged_depth is None:
-                self._unchanged_depth = self._cached_depth()
+        if self.unchanged_bottom is not None and self._unchanged_depth is not None:
             return self._unchanged_depth
-        return self._cached_depth()
-
-    def _cached_depth(self) -> int:
         if self.architecture is not None:
-            return self.frozen_depth()
-        frozen = [not p.requires_grad for p in self.transformer.auto_model.parameters()]
-        if any(frozen) and not all(frozen):
-            self.require_architecture("The prefix cache of a partly frozen backbone (train with cache_frozen=False)")
-        if all(frozen):
-            warnings.warn(f"The prefix cache does not know the blocks of model_type "
-                          f"{self.transformer.auto_model.config.model_type!r} (mtl.encoder.architectures): the frozen backbone "
-                          "runs in full at every step. Train with cache_frozen=False to silence this.", stacklevel=2)
-        return 0
+            depth = self.frozen_depth()
+        else:
+            depth, frozen = 0, [not p.requires_grad for p in self.transformer.auto_model.parameters()]
+            if any(frozen) and not all(frozen):
+                feature = "The prefix cache of a partly frozen backbone (train with cache_frozen=False)"
+                self.require_architecture(feature)  # raises
+            if all(frozen):
+                warnings.warn(f"The prefix cache does not know the blocks of model_type "
+                              f"{self.transformer.auto_model.config.model_type!r} (mtl.encoder.architectures): the "
+                              "frozen backbone runs in full at every step. Train with cache_frozen=False to silence "
+                              "this.", stacklevel=2)
+        if self.unchanged_bottom is not None:
+            self._unchanged_depth = depth
+        return depth
 
     def hidden_after(self, inputs: dict, depth: int) -> torch.Tensor:
         """(B, T, H) hidden states after the embeddings and the ``depth`` lowest blocks, as the backbone has them."""
-        backbone = self.transformer.auto_model
-        hidden = self.require_architecture("The prefix cache").embed(backbone, inputs)
+        hidden = self.require_architecture("The prefix cache").embed(self.transformer.auto_model, inputs)
         return self._run_blocks(hidden, inputs["attention_mask"], 0, depth)
 
-    def forward_from(self, hidden: torch.Tensor, inputs: dict, depth: int) -> dict[str, torch.Tensor]:
-        """Finish the forward pass from hidden states after ``depth`` blocks: top blocks, pooling and the rest."""
-        features = dict(inputs, token_embeddings=self._run_blocks(hidden, inputs["attention_mask"], depth, None))
-        for module in list(self.model)[1:]:  # Pooling, [Dense], [LayerNorm], [Normalize]
-            features = module(features)
-        return features
-
     def _run_blocks(self, hidden: torch.Tensor, attention_mask: torch.Tensor, start: int, stop: int | None):
-        backbone = self.transformer.auto_model
-        architecture = self.require_architecture("The prefix cache")
+        backbone, architecture = self.transformer.auto_model, self.require_architecture("The prefix cache")
         blocks = architecture.blocks(backbone)[start:stop]
         if len(blocks) == 0:  # the whole backbone cached: no attention mask to build
             return hidden
         return architecture.run_blocks(backbone, blocks, hidden, attention_mask)
-
-    def check_precision(self, precision: str) -> None:
-        """Fail, naming the valid choices, on a precision this encoder cannot run in (int8 copies run in fp32 only)."""
-        resolve_precision(precision, self.device)
-        if self.is_quantized and precision != "fp32":
-            raise ValueError(f"A quantised encoder computes in int8 and float32; precision must be 'fp32', got "
-                             f"{precision!r}.")
-
-    @torch.inference_mode()
-    def encode(
-        self,
-        texts: Sequence[str],
-        batch_size: int = 64,
-        show_progress_bar: bool | None = None,
-        convert_to_tensor: bool = False,
-        precision: str = "fp32",
-    ) -> np.ndarray | torch.Tensor:
-        """Embed texts, shape (n, D), float32. Batches are sorted by length (less padding) and returned in input
-        order. ``precision``: "fp32", "bf16", "fp16" (CUDA) or "auto" (bf16 where the hardware runs it natively, see
-        ``mtl.encoder.precision``)."""
-        check_texts(texts)
-        self.check_precision(precision)
-        was_training = self.training
-        self.eval()
-        with autocast(precision, self.device):
-            embeddings = encode_in_length_order(texts, lambda batch: self(self.tokenize(batch))["sentence_embedding"],
-                                                batch_size, show_progress_bar)
-        self.train(was_training)
-        embeddings = embeddings.float()
-        return embeddings if convert_to_tensor else embeddings.cpu().numpy()
-
-
-def encode_in_length_order(
-    texts: Sequence[str],
-    embed_batch: Callable[[list[str]], torch.Tensor],
-    batch_size: int,
-    show_progress_bar: bool | None = None,
-    desc: str = "encode",
-) -> torch.Tensor:
-    """(n, D) rows of ``embed_batch`` (texts -> (b, D)) over batches sorted by length (less padding), returned in
-    input order; a progress bar from 21 batches on unless ``show_progress_bar`` says otherwise."""
-    batches = length_sorted_batches([len(t) for t in texts], batch_size)
-    show = len(batches) > 20 if show_progress_bar is None else show_progress_bar
-    chunks = [embed_batch([texts[i] for i in idx]) for idx in tqdm(batches, desc=desc, disable=not show)]  # (b, D)
-    order = np.concatenate(batches) if batches else np.zeros(0, dtype=int)
-    return torch.cat(chunks)[torch.from_numpy(np.argsort(order))]  # back to input order
-
 
 
 def check_saved_files(folder: Path) -> None:

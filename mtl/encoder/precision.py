@@ -1,17 +1,13 @@
 """Numeric precision of the forward pass: float32, or bfloat16 / float16 autocast, or "auto".
 
-Under ``torch.autocast`` matrix products and convolutions run in the lower precision while numerically touchy
-operations (LayerNorm, softmax cross-entropy, reductions) stay in float32, so the weights, the optimiser and the
-outputs of ``encode`` / ``predict`` stay float32. bfloat16 keeps float32's exponent range (no loss scaling needed)
-with an 8-bit mantissa; float16 has a 10-bit mantissa but overflows above 65,504, so training in it needs a gradient
-scaler (Accelerate adds one) and it is offered on CUDA only.
+Under ``torch.autocast`` matrix products run in the lower precision while numerically touchy operations (LayerNorm,
+softmax cross-entropy, reductions) stay in float32, so weights, optimiser and the outputs of ``encode`` / ``predict``
+stay float32. bfloat16 keeps float32's exponent range with an 8-bit mantissa; float16 overflows above 65,504, so
+training in it needs a gradient scaler (Accelerate adds one) and it is offered on CUDA only.
 
-bfloat16 pays off only where the hardware multiplies in it: on x86 CPUs with AMX (``amx_bf16``, Intel Sapphire
-Rapids and later) or AVX512-BF16 (``avx512_bf16``: Intel Cooper Lake, AMD Zen 4 and later), and on CUDA GPUs with
-bf16 tensor cores (Ampere and later). Elsewhere oneDNN / cuBLAS emulate it by converting to float32 and back, which
-is slower than float32. "auto" therefore means bfloat16 where it is native and float32 everywhere else (on ARM CPUs
-too: not measured here). The notebooks keep the default "fp32" so that their printed numbers do not depend on the
-machine.
+bfloat16 is fast only where the hardware multiplies in it: x86 CPUs with AMX or AVX512-BF16, CUDA GPUs from Ampere
+on; elsewhere it is emulated through float32, which is slower. "auto" therefore means bfloat16 where it is native
+and float32 everywhere else.
 """
 from __future__ import annotations
 
@@ -60,9 +56,7 @@ def autocast(precision: str, device: str | torch.device) -> contextlib.AbstractC
     """A context running the forward pass in ``precision`` on ``device`` (nothing to do for float32)."""
     device = torch.device(device)
     resolved = resolve_precision(precision, device)
-    if resolved == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=DTYPES[resolved])
+    return contextlib.nullcontext() if resolved == "fp32" else torch.autocast(device.type, dtype=DTYPES[resolved])
 
 
 def autocast_dtype(device: str | torch.device) -> torch.dtype:

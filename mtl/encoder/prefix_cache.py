@@ -1,39 +1,19 @@
 """Compute the frozen bottom of the backbone once: cached hidden states after its last frozen block.
 
-When the embeddings and the k lowest transformer blocks are frozen (and so in eval mode), their output for a
-given input never changes, yet a plain loop recomputes it every epoch. ``PrefixCache`` stores that output per
-distinct input (keyed by its token ids), so each step runs only the trainable top: with the whole encoder frozen
-only pooling and heads run.
+When the embeddings and the k lowest transformer blocks are frozen (and so in eval mode), their output for a given
+input never changes. ``PrefixCache`` stores it per distinct input (keyed by its token ids, unpadded), so each step
+runs only the trainable top; with the whole encoder frozen, only pooling and heads run.
 
-Entries are only ever served for the weights they were computed with. The cache remembers the frozen depth and a
-fingerprint (SHA-1) of the frozen weights (embeddings and the k lowest blocks); it re-checks them whenever the
-encoder, the depth, or any frozen tensor changes (a parameter replaced, or modified in place: torch counts
-in-place writes in ``Tensor._version``), and clears itself if they differ. Changed data simply has other keys.
+Entries are only served for the frozen weights, depth and precision (autocast dtype) they were computed with: the
+cache re-checks them whenever the encoder, the depth or a frozen tensor changes (replaced, or written in place:
+``Tensor._version``) and clears itself if they differ. Validity is decided by a fingerprint of the weights' values,
+so one cache can be shared by models with the same pretrained bottom (``train(..., prefix_cache=cache)``,
+``encoder.use_prefix_cache(cache=cache)``, or a ``deepcopy``): runs that differ only in seed, heads, tasks or
+trainable top reuse each other's hidden states.
 
-Because validity is decided by the weights' values, one cache can be shared: hand the same object to several
-models with the same pretrained bottom (``train(..., prefix_cache=cache)`` or
-``encoder.use_prefix_cache(cache=cache)``), and runs that differ only in seed, heads, tasks or trainable top reuse
-each other's hidden states instead of recomputing them. A ``deepcopy`` of an encoder shares its cache likewise.
-Entries computed under autocast (``mtl.encoder.precision``: bf16 or fp16 matrix products) are kept apart from float32 ones
-the same way: a change of precision clears the cache.
-
-Memory: entries are unpadded, H floats per token: for MiniLM (H = 384) at max_seq_length 64 the full training splits
-of topic, sentiment and NER (22,328 distinct sentences, 24.4 tokens on average) take about 0.84 GB in float32 (2.2 GB
-if every sentence had 64 tokens). ``dtype=torch.bfloat16`` or ``torch.float16`` halves that, rounding each stored value
-(float16's 11 significant bits are finer than bfloat16's 8; both are far below training noise: see
-``benchmarks/frozen_cache.py``); ``max_bytes`` bounds it: past the bound, further inputs are computed whenever they
-are needed instead of stored, with a warning: results change only by float rounding (a recomputed entry may share
-its pass with other rows). ``nbytes`` and ``repr`` report the size.
-
-When entries are computed: ``train`` fills the cache before each epoch's first step with the examples that epoch
-will draw and with the validation sets (each example once per frozen depth), in length-sorted batches
-(``MultiTaskModel.fill_prefix_cache`` -> ``PrefixCache.fill``), so its steps only look them up; a batch that meets a
-missing entry anyway (a model used outside ``train``) computes it in length-sorted chunks of ``CHUNK`` rows. Within
-an epoch the frozen weights are checked once (``SentenceEncoder.frozen_bottom_unchanged``), not at every step.
-
-A second, smaller memo serves the step before: ``TokenCache`` keeps the tokenizer's output per distinct input, so
-that a training epoch over the same examples pads stored token ids instead of tokenising every batch again (with
-the whole encoder frozen and the cache filled, tokenising took a quarter of an epoch under cProfile).
+``train`` fills the cache before each epoch with the examples it will draw and the validation sets
+(``MultiTaskModel.fill_prefix_cache`` -> ``PrefixCache.fill``). ``TokenCache`` likewise keeps the tokenizer's output
+per distinct input, so that epochs over the same examples do not tokenise them again.
 """
 from __future__ import annotations
 
@@ -55,10 +35,10 @@ STORAGE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 class PrefixCache:
-    """Hidden states (T_i, H) after ``depth`` blocks, one entry per distinct input; unpadded, so padding-free.
+    """Hidden states (T_i, H) after ``depth`` blocks, one entry per distinct input.
 
-    ``dtype``: how entries are stored (float32: exactly as computed; bfloat16 / float16: half the memory).
-    ``max_bytes``: bound on the stored entries (None: no bound); inputs beyond it are computed each time.
+    ``dtype``: how entries are stored (float32: exactly as computed; bfloat16 / float16: half the memory, rounded).
+    ``max_bytes``: bound on the stored entries (None: no bound); inputs past it are computed each time, with a warning.
     """
 
     def __init__(self, dtype: torch.dtype = torch.float32, max_bytes: int | None = None):
@@ -95,12 +75,8 @@ class PrefixCache:
 
     def validate(self, encoder, depth: int) -> None:
         """Keep the entries only if they were computed with this encoder's frozen weights at this depth, in the
-        precision (autocast or float32) in force now.
-
-        Cheap when nothing changed (compares tensor identities and in-place versions); otherwise hashes the
-        frozen weights, about 0.05 s for MiniLM. Within ``SentenceEncoder.frozen_bottom_unchanged`` only the first
-        call checks the tensors.
-        """
+        precision (autocast or float32) in force now. Hashes the frozen weights only if a tensor was replaced or
+        written since the last check; within ``SentenceEncoder.frozen_bottom_unchanged`` only the first call checks."""
         precision = autocast_dtype(encoder.device)
         block = encoder.unchanged_bottom  # within ``SentenceEncoder.frozen_bottom_unchanged``: checked once per block
         if block is not None and self._trusted == (block, depth, precision) and self._checked[0]() is encoder:
@@ -117,11 +93,8 @@ class PrefixCache:
         self._checked = (weakref.ref(encoder), *state)
 
     def hidden_states(self, encoder, features, depth: int) -> Tensor:
-        """(B, T, H) hidden states after ``depth`` blocks for a padded batch.
-
-        Misses are computed in length-sorted chunks of ``CHUNK`` rows, each padded only to its own longest row:
-        a shuffled batch pads every row to its longest one, which on short-text data costs about twice the work.
-        """
+        """(B, T, H) hidden states after ``depth`` blocks for a padded batch; misses are computed in length-sorted
+        chunks of ``CHUNK`` rows, each padded only to its own longest row (not to the batch's)."""
         ids, keys, lengths = self._keys(encoder, features, depth)
         entries = self._entries(encoder, features, depth, keys, lengths, CHUNK)
         hidden = pad_sequence([entries[key] for key in keys], batch_first=True)  # zeros after each entry
@@ -129,9 +102,8 @@ class PrefixCache:
         return hidden.to(self._value_dtype)
 
     def fill(self, encoder, features, depth: int) -> None:
-        """Compute and store the missing entries of a batch in one pass (no output): for batches built for filling,
-        already sorted by length, where one pass over all rows wastes little padding and uses the cores better than
-        ``CHUNK``-row passes. Does nothing once ``max_bytes`` is reached (nothing more could be stored)."""
+        """Compute and store the missing entries of a batch built for filling (already sorted by length) in one pass.
+        Does nothing once ``max_bytes`` is reached (nothing more could be stored)."""
         if self.max_bytes is not None and self.unstored:
             return
         _, keys, lengths = self._keys(encoder, features, depth)
@@ -154,7 +126,8 @@ class PrefixCache:
         for start in range(0, len(missing), chunk):
             rows = missing[start : start + chunk]
             width = lengths[rows[-1]]  # the longest row of the chunk
-            sub = {k: v[rows, :width] for k, v in features.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+            sub = {k: features[k][rows, :width] for k in ("input_ids", "attention_mask", "token_type_ids")
+                   if k in features}
             with torch.no_grad():
                 computed = encoder.hidden_after(sub, depth)  # (chunk, width, H)
             self._value_dtype = computed.dtype
@@ -206,17 +179,9 @@ class TokenCache:
             for i, encoding in zip(missing, encoded.encodings):
                 self.store[keys[i]] = encoding
         encodings = [self.store[key] for key in keys]
-        width = max(len(e.ids) for e in encodings)
-        fields = {"input_ids": ("ids", tokenizer.pad_token_id), "attention_mask": ("attention_mask", 0),
-                  "token_type_ids": ("type_ids", tokenizer.pad_token_type_id)}  # (Encoding attribute, padding value)
-        data = {}
-        for name in tokenizer.model_input_names:
-            attribute, pad = fields[name]
-            rows = [getattr(e, attribute) for e in encodings]
-            padding = [[pad] * (width - len(row)) for row in rows]
-            rows = [p + r if tokenizer.padding_side == "left" else r + p for r, p in zip(rows, padding)]
-            data[name] = torch.tensor(rows)  # (B, T)
-        return BatchEncoding(data, encoding=encodings)
+        attributes = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
+        rows = [{name: getattr(e, attributes[name]) for name in tokenizer.model_input_names} for e in encodings]
+        return BatchEncoding(dict(tokenizer.pad(rows, return_tensors="pt")), encoding=encodings)  # (B, T) each
 
 
 def _frozen_tensors(encoder, depth: int) -> list[Tensor]:

@@ -8,7 +8,6 @@ Saved as a folder: ``encoder/`` (a sentence-transformers model), ``heads.safeten
 """
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -223,19 +222,12 @@ class MultiTaskModel(nn.Module):
         self.train(was_training)
         return results
 
-    def quantized(self, calibration_texts: Sequence[str] | None = None, alpha: float | None = None) -> MultiTaskModel:
-        """A copy with an int8 encoder (``SentenceEncoder.quantized``) for faster ``predict`` on CPU; the heads stay
-        float32. Like the int8 encoder, the copy is for inference only and cannot be saved."""
-        encoder = self.encoder.quantized(calibration_texts, alpha)
-        model = copy.deepcopy(self, memo={id(self.encoder): encoder})  # everything else copied as it is
-        return model.to("cpu").eval()
-
     # ---- save / load ---------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
         """Write ``encoder/`` (sentence-transformers), ``heads.safetensors`` and ``config.json``."""
-        if self.encoder.is_quantized:
-            raise NotImplementedError("A model with a quantised encoder cannot be saved: save the float32 model and "
-                                      "call `.quantized()` after loading it.")
+        if self.encoder.is_int8:
+            raise NotImplementedError("A model with an int8 encoder cannot be saved: save the float32 model and "
+                                      "quantise it after loading (mtl.extras.inference.quantize).")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.encoder.save(path / "encoder")

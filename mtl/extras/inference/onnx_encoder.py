@@ -9,13 +9,12 @@ two paths cannot disagree on anything but the transformer itself.
 
 Why this route next to ``mtl.extras.inference.quantize`` (torch int8) and sentence-transformers' ``backend="onnx"``:
   - torch runs the model op by op in eager mode; ONNX Runtime first applies its graph optimisations (operator
-    fusion, at its default level ``ORT_ENABLE_ALL``) to the whole graph. Without any quantisation this gives the
-    same embeddings faster (``benchmarks/encode.py`` measures it), and ``folder=`` keeps a file that any ONNX
-    Runtime deployment can serve. Which int8 path is faster depends on the CPU (README, Performance).
+    fusion, at its default level ``ORT_ENABLE_ALL``) to the whole graph, and ``folder=`` keeps a file that any
+    ONNX Runtime deployment can serve.
   - sentence-transformers' ONNX backend exports through ``optimum-onnx``, whose releases pin
     ``transformers<4.58``; this project uses transformers 5.x. torch's exporter and onnxruntime need no such pin.
 
-The session is for inference only (no gradients, no training). Export takes a few seconds for MiniLM.
+The session is for inference only (no gradients, no training).
 """
 from __future__ import annotations
 
@@ -30,9 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from mtl.data.examples import check_texts
-from mtl.encoder.encoder import SentenceEncoder, encode_in_length_order
+from mtl.encoder.encoder import SentenceEncoder
+from mtl.utils import length_sorted_batches
 
 
 class _LastHiddenState(nn.Module):
@@ -73,9 +74,10 @@ class OnnxSentenceEncoder:
     ) -> OnnxSentenceEncoder:
         """Export ``encoder``'s backbone (and quantise it if ``int8``); files go to ``folder`` if given (kept:
         ``model.onnx``, ``model.int8.onnx``), else to a temporary folder removed once the session has loaded."""
-        if getattr(encoder, "is_quantized", False):
-            raise ValueError("Export the float32 encoder: this one is already quantised by torch (mtl.extras.inference.quantize); "
-                             "ONNX Runtime quantises the exported model itself with int8=True.")
+        if encoder.is_int8:
+            raise ValueError("Export the float32 encoder: this one is already quantised by torch "
+                             "(mtl.extras.inference.quantize); ONNX Runtime quantises the exported model itself with "
+                             "int8=True.")
         with contextlib.ExitStack() as stack:
             out = Path(folder) if folder is not None else Path(stack.enter_context(tempfile.TemporaryDirectory()))
             out.mkdir(parents=True, exist_ok=True)
@@ -85,9 +87,14 @@ class OnnxSentenceEncoder:
             return cls(encoder, path, threads)
 
     def encode(self, texts: Sequence[str], batch_size: int = 64, show_progress_bar: bool | None = None) -> np.ndarray:
-        """Embed texts, shape (n, D), float32. Batches are sorted by length and returned in input order."""
+        """Embed texts, shape (n, D), float32, in input order, in batches sorted by length (less padding); a progress
+        bar from 21 batches on unless ``show_progress_bar`` says otherwise."""
         check_texts(texts)
-        return encode_in_length_order(texts, self._embed_batch, batch_size, show_progress_bar, "encode (onnx)").numpy()
+        batches = length_sorted_batches([len(t) for t in texts], batch_size)
+        show = len(batches) > 20 if show_progress_bar is None else show_progress_bar
+        embeddings = torch.cat([self._embed_batch([texts[i] for i in idx])
+                                for idx in tqdm(batches, desc="encode (onnx)", disable=not show)])  # (n, D), sorted
+        return embeddings[np.argsort(np.concatenate(batches))].numpy()  # back to input order
 
     @torch.inference_mode()
     def _embed_batch(self, texts: list[str]) -> torch.Tensor:

@@ -1,41 +1,36 @@
-"""Int8 inference on CPU: dynamic int8 quantisation of every linear layer of an encoder.
+"""Int8 inference on CPU: dynamic int8 quantisation of every linear layer of an encoder or a multi-task model.
 
-``quantize_encoder(encoder)`` returns a new encoder (the original is untouched) whose ``nn.Linear`` layers run
-as int8 GEMMs (fbgemm): weights are quantised once, per output channel; activations are quantised on the fly,
-with one scale per batch (so a text's int8 embedding moves a little with the other texts in its batch). Attention
-scores, softmax, GELU and LayerNorm stay in float32. No data is needed.
+``quantize(encoder)`` returns a new encoder (the original is untouched) whose ``nn.Linear`` layers run as int8
+GEMMs (fbgemm): weights are quantised once, per output channel; activations are quantised on the fly, with one
+scale per batch (so a text's int8 embedding moves a little with the other texts in its batch). Attention scores,
+softmax, GELU and LayerNorm stay in float32. ``quantize(model)`` does the same to a ``MultiTaskModel``'s encoder and
+copies its heads in float32. No data is needed.
 
-Two choices, measured on all-MiniLM-L6-v2 against its float32 embeddings (cosine over 300 sentiment test sentences;
-``benchmarks/encode.py`` prints the same kind of figures for 2,000):
-  - Full 8-bit activations. torch's dynamic linear uses 7 bits (``reduce_range=True``) so that the AVX2 kernel's
-    16-bit sums of two products cannot saturate: mean cosine 0.967, minimum 0.888. With 8 bits (``Int8Linear``):
-    mean 0.990, minimum 0.960. With real weights saturation is rare; the halved step is not.
-  - Optional SmoothQuant (Xiao et al., ICML 2023), with ``calibration_texts``: a few input channels of each
-    linear layer carry much larger activations than the rest, and one scale per batch cannot resolve both.
-    Dividing channel j by ``s_j = max|X_j|**alpha / max|W_j|**(1 - alpha)`` and multiplying the weight's
-    column j by ``s_j`` leaves the product unchanged and moves the outliers into the weights (quantised per
-    channel). Calibrated on 256 sentiment training sentences it raised the cosine on sentiment sentences (mean
-    0.994, minimum 0.985) but fitted their domain: on the Lee news documents it lost 1.2 points of Spearman
-    against float32 (plain int8: 0.1). So it is opt-in, for a few hundred texts from the domain you will encode.
-    In a post-LayerNorm BERT the scaled inputs also feed residual connections, so the division cannot be folded
-    into the LayerNorm and runs as one multiply before each linear layer.
+Two choices:
+  - Full 8-bit activations (``Int8Linear``). torch's dynamic linear keeps 7 bits (``reduce_range=True``) so that
+    the AVX2 kernel's 16-bit sums of two products cannot saturate; with real weights saturation is rare, while the
+    halved step costs accuracy on every input.
+  - Optional SmoothQuant (Xiao et al., ICML 2023), with ``calibration_texts``: a few input channels of each linear
+    layer carry much larger activations than the rest, and one scale per batch cannot resolve both. Dividing
+    channel j by ``s_j = max|X_j|**alpha / max|W_j|**(1 - alpha)`` and multiplying the weight's column j by ``s_j``
+    leaves the product unchanged and moves the outliers into the weights (quantised per channel). The scales fit
+    the calibration texts' domain and can lose accuracy on others, so it is opt-in: pass a few hundred texts from
+    the domain you will encode. In a post-LayerNorm BERT the scaled inputs also feed residual connections, so the
+    division cannot be folded into the LayerNorm and runs as one multiply before each linear layer.
 
-The kernels come from ``torch.ao.quantization.quantize_dynamic``. torch marks ``torch.ao.quantization`` as
-deprecated in favour of torchao (its warning says "removed in 2.10"; torch 2.13 still ships it and it works), but
-it is the route with fast int8 CPU kernels in eager mode: torchao (not a dependency) computes int8 matmuls on CPU
-with ``torch._int_mm`` and counts on ``torch.compile`` to make them fast, and eager ``torch._int_mm`` measured ~25x
-slower than a float32 matmul on an AVX2 CPU without VNNI. The deprecation warnings are silenced here, in this one
-place; if a later torch drops the module, importing ``mtl.extras.inference.quantize`` fails with torch's own error.
+The kernels come from ``torch.ao.quantization.quantize_dynamic``: torch marks the module as deprecated in favour of
+torchao, but it is the route with fast int8 CPU kernels in eager mode (torchao relies on ``torch.compile`` for
+speed). Its deprecation warnings are silenced here, in this one place.
 
-A quantised encoder cannot be saved (its packed int8 weights are not a sentence-transformers folder): save the
-float32 encoder and quantise after loading, which takes a second.
+An int8 copy runs on CPU in float32 precision only and cannot be saved (its packed int8 weights are not a
+sentence-transformers folder): save the float32 encoder or model and quantise after loading.
 """
 from __future__ import annotations
 
 import copy
 import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -43,11 +38,11 @@ from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
 from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
 from mtl.data.examples import check_texts
-
-if TYPE_CHECKING:  # only for annotations: mtl.encoder.encoder imports this module
-    from mtl.encoder.encoder import SentenceEncoder
+from mtl.encoder.encoder import SentenceEncoder
+from mtl.multitask.model import MultiTaskModel
 
 SMOOTHING_ALPHA = 0.8  # SmoothQuant: how much of the outliers' range moves into the weights (0: none, 1: all)
+Quantizable = TypeVar("Quantizable", SentenceEncoder, MultiTaskModel)
 
 
 class Int8Linear(DynamicQuantizedLinear):
@@ -69,20 +64,26 @@ class SmoothedLinear(nn.Module):
         return self.linear(x * self.inv_scale)
 
 
-def quantize_encoder(
-    encoder: SentenceEncoder,
+def quantize(
+    target: Quantizable,
     calibration_texts: Sequence[str] | None = None,
     alpha: float = SMOOTHING_ALPHA,
     batch_size: int = 32,
-) -> SentenceEncoder:
-    """A CPU int8 copy of ``encoder``; with ``calibration_texts``, SmoothQuant-scaled first (strength ``alpha``)."""
-    if getattr(encoder, "is_quantized", False):
+) -> Quantizable:
+    """A CPU int8 copy of a ``SentenceEncoder``, or of a ``MultiTaskModel`` (its encoder int8, its heads float32),
+    in eval mode; ``target`` is left unchanged. With ``calibration_texts``, SmoothQuant-scaled first (strength
+    ``alpha``)."""
+    if isinstance(target, MultiTaskModel):
+        encoder = quantize(target.encoder, calibration_texts, alpha, batch_size)
+        model = copy.deepcopy(target, memo={id(target.encoder): encoder})  # everything else copied as it is
+        return model.to("cpu").eval()
+    if target.is_int8:
         raise ValueError("This encoder is already quantised; quantise the float32 encoder instead.")
     if calibration_texts is not None:
         check_texts(calibration_texts)
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha!r}.")
-    quantized = copy.deepcopy(encoder).to("cpu").eval()  # fbgemm int8 kernels are CPU-only
+    quantized = copy.deepcopy(target).to("cpu").eval()  # fbgemm int8 kernels are CPU-only
     quantized.prefix_cache = quantized.token_cache = None
     if calibration_texts is not None:
         smooth_linears(quantized, calibration_texts, alpha, batch_size)
@@ -93,7 +94,6 @@ def quantize_encoder(
                          inplace=True)
     for parameter in quantized.parameters():  # what is left in float32 (embeddings, LayerNorms) is not trained
         parameter.requires_grad_(False)
-    quantized.is_quantized = True
     return quantized
 
 
