@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import stats
 from scipy.special import ndtr
 
-from mtl.evaluation.compare import compare, detectable, holm, tost
+from mtl.evaluation.compare import compare, detectable, family, holm, tost, verdict
 
 
 def f1(correct, predicted, true):
@@ -222,3 +223,21 @@ def test_bad_input_raises_a_clear_error():
         compare(nan, b, macro_f1)
     with pytest.raises(ValueError, match="score returned NaN"), np.errstate(invalid="ignore"):
         compare(np.zeros_like(a), np.zeros_like(b), lambda s: s[..., 0] / s[..., 1])
+
+
+def test_a_family_holm_adjusts_its_p_values_and_gives_each_comparison_its_verdict():
+    def result(difference, se, seeds=5):
+        return {"a": 0.6 + difference, "b": 0.6, "difference": difference, "ci_low": difference - 2 * se,
+                "ci_high": difference + 2 * se, "p_value": float(2 * stats.norm.sf(abs(difference) / se)),
+                "se": se, "df": np.inf, "seeds": seeds}
+
+    table = family({"clear gain": result(0.05, 0.005), "tiny": result(0.001, 0.002),
+                    "noisy": result(0.02, 0.02, seeds=3), "loss": result(-0.04, 0.01)}, margin=0.01)
+    assert list(table.index) == ["clear gain", "tiny", "noisy", "loss"]
+    assert table.p_holm.tolist() == pytest.approx(holm(table.p_value.to_numpy()).tolist())
+    assert (table.p_holm >= table.p_value).all()
+    assert table.verdict.tolist() == ["better", "as good as", "not separated with 3 seeds", "worse"]
+    assert table.loc["noisy", "detectable"] > table.loc["tiny", "detectable"]
+    assert verdict(0.2, 0.5, 0.01, 1) == "not separated with 1 seed"
+    with pytest.raises(ValueError, match="at least one"):
+        family({}, margin=0.01)

@@ -27,15 +27,17 @@ a two-level bootstrap (seeds, then examples: down to 0.74), a t-interval over se
 that adds the whole bootstrap variance (up to 0.98, wider). With one seed no seed variance can be measured: the
 interval is then the test-examples one, and ``method`` says so.
 
-Also: ``tost``, equivalence by two one-sided tests (Schuirmann, J. Pharmacokinet. Biopharm. 15, 1987);
+``family`` puts the comparisons of one question side by side with Holm-adjusted p-values and a verdict each
+(``docs/analysis_plan.md``). Also: ``tost``, equivalence by two one-sided tests (Schuirmann, J. Pharmacokinet. Biopharm. 15, 1987);
 ``detectable``, the smallest difference a study of this size detects with given power; ``holm``, Holm's
 step-down adjustment for several comparisons (Holm, Scand. J. Statist. 6, 1979).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 from numpy.typing import ArrayLike
 from scipy import stats
 
@@ -152,3 +154,30 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
     adjusted = np.empty_like(p)
     adjusted[order] = np.minimum(np.maximum.accumulate((len(p) - np.arange(len(p))) * p[order]), 1.0)
     return adjusted
+
+
+def verdict(p_holm: float, p_equivalence: float, difference: float, seeds: int, alpha: float = 0.05) -> str:
+    """What may be said of one comparison: "better" / "worse" (Holm-adjusted p below ``alpha``), "as good as"
+    (equivalent within the margin by ``tost``), else "not separated with N seeds"."""
+    if p_holm < alpha:
+        return "better" if difference > 0 else "worse"
+    if p_equivalence < alpha:
+        return "as good as"
+    return f"not separated with {seeds} seed{'s' * (seeds != 1)}"
+
+
+def family(results: Mapping[str, dict], margin: float, alpha: float = 0.05) -> pd.DataFrame:
+    """One row per comparison of a family (``compare`` results by name): the difference and its interval, the raw
+    and Holm-adjusted p-values, the seeds, the smallest difference the study could detect (80 % power), the
+    equivalence p-value against ``margin`` and the verdict."""
+    if not results:
+        raise ValueError("A family needs at least one comparison.")
+    rows = pd.DataFrame({name: {key: r[key] for key in ("a", "b", "difference", "ci_low", "ci_high", "p_value",
+                                                          "seeds")} for name, r in results.items()}).T
+    rows = rows.astype({"seeds": int}).astype({c: float for c in rows if c != "seeds"})
+    rows["p_holm"] = holm(rows.p_value.to_numpy())
+    rows["detectable"] = [detectable(r, alpha) for r in results.values()]
+    rows["p_equivalence"] = [tost(r, margin) for r in results.values()]
+    rows["verdict"] = [verdict(*values, alpha) for values in
+                       zip(rows.p_holm, rows.p_equivalence, rows.difference, rows.seeds)]
+    return rows
