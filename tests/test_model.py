@@ -1,10 +1,11 @@
+from types import SimpleNamespace
+
 import pytest
 import torch
 
 from mtl.data.examples import Example, load_ner, load_sentiment, load_topic
-from mtl.multitask.heads import TaskSpec
-from mtl.multitask.model import IGNORE, MultiTaskModel
-from mtl.multitask.task_kinds import task_kind
+from mtl.multitask.heads import IGNORE, TaskSpec, TokenHead
+from mtl.multitask.model import MultiTaskModel
 
 
 def test_forward_returns_logits_for_requested_tasks_only(tiny_model):
@@ -28,7 +29,8 @@ def test_collate_puts_tags_on_first_word_piece_only(tiny_model):
     assert [tag for _, tag in tagged] == ["B-PER", "I-PER", "O", "B-LOC"]
     assert all(not piece.startswith("##") for piece, _ in tagged)
     assert (ner[1] == IGNORE).all()  # the headline has no NER label
-    assert labels["topic"].tolist() == [IGNORE, tiny_model.label_ids("topic", load_topic("train")[0].labels["topic"])]
+    topic = tiny_model.tasks["topic"].labels.index(load_topic("train")[0].labels["topic"])
+    assert labels["topic"].tolist() == [IGNORE, topic]
 
 
 def test_an_example_labelled_for_two_tasks_gives_two_losses(tiny_model):
@@ -69,10 +71,11 @@ def test_token_predictions_become_entity_spans_over_words():
     probs = torch.zeros(len(tags), len(labels))
     for row, tag in enumerate(tags):
         probs[row, labels.index(tag)] = 1.0
-    entities = task_kind("token").readable(probs, word_ids, text, spans, labels)["entities"]
+    head = TokenHead(TaskSpec("ner", "token", labels), SimpleNamespace(hidden_size=4))  # reads only the width
+    entities = head.readable(probs, word_ids, text, spans)["entities"]
     assert [(e["text"], e["type"], e["start"], e["end"]) for e in entities] == [
         ("Tony Blair", "PER", 0, 10), ("Nokia", "ORG", 15, 20), ("U.S.", "LOC", 24, 28)]
-    cut = task_kind("token").readable(probs[:4], word_ids[:4], text, spans, labels)["entities"]  # words 3-5 cut off by truncation: O
+    cut = head.readable(probs[:4], word_ids[:4], text, spans)["entities"]  # words 3-5 cut off by truncation: O
     assert [e["text"] for e in cut] == ["Tony Blair"]
 
 

@@ -442,7 +442,7 @@ def test_examples_without_a_label_for_any_task_of_the_model_are_an_error(data):
 
 def nan_from_step(model: MultiTaskModel, first_bad_step: int, monkeypatch) -> None:
     """Make the topic head output NaN from the given training step on (counting training forwards only)."""
-    head, real_forward, steps = model.heads["topic"], model.heads["topic"].forward, []
+    head, real_forward, steps = model.heads["topic"], model.heads["topic"].net.forward, []
 
     def forward(x):
         out = real_forward(x)
@@ -452,7 +452,7 @@ def nan_from_step(model: MultiTaskModel, first_bad_step: int, monkeypatch) -> No
                 return out * float("nan")
         return out
 
-    monkeypatch.setattr(head, "forward", forward)
+    monkeypatch.setattr(head.net, "forward", forward)
 
 
 def test_a_nan_loss_stops_training_naming_the_step_and_batch_and_keeps_the_last_good_checkpoint(

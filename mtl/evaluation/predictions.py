@@ -9,15 +9,14 @@ import torch
 from mtl.data.examples import Example
 from mtl.evaluation.metrics import TaskPredictions
 from mtl.multitask.model import MultiTaskModel
-from mtl.multitask.task_kinds import task_kind
 from mtl.utils import length_sorted_batches
 
 
 @torch.inference_mode()
-def predict_examples(model: MultiTaskModel, examples: Sequence[Example], batch_size: int = 128,
-                     tasks: Sequence[str] | None = None) -> dict[str, TaskPredictions]:
+def predict(model: MultiTaskModel, examples: Sequence[Example], batch_size: int = 128,
+            tasks: Sequence[str] | None = None) -> dict[str, TaskPredictions]:
     """Run the model over labelled examples (length-sorted batches) and collect gold and predicted labels per task
-    (``TaskKind.gold_and_predicted``) for the examples that carry the task's label."""
+    (``Head.gold_and_predicted``) for the examples that carry the task's label."""
     names = [n for n in model.check_tasks(tasks) if any(n in ex.labels for ex in examples)]
     out = {n: TaskPredictions(model.tasks[n].kind, model.tasks[n].labels) for n in names}
     was_training = model.training
@@ -26,13 +25,12 @@ def predict_examples(model: MultiTaskModel, examples: Sequence[Example], batch_s
         features, labels = model.collate([examples[i] for i in idx])
         logits = model(features, [n for n in names if n in labels])
         for name, task_logits in logits.items():
-            preds, kind = out[name], task_kind(out[name].kind)
+            preds, head = out[name], model.heads[name]
             probs = task_logits.float().softmax(-1).cpu()  # float32 also under bf16 autocast (in training)
             for row, i in enumerate(idx):
                 if name not in examples[i].labels:
                     continue
-                true, pred, p = kind.gold_and_predicted(examples[i].labels[name], probs[row],
-                                                        features.word_ids(row), preds.labels)
+                true, pred, p = head.gold_and_predicted(examples[i].labels[name], probs[row], features.word_ids(row))
                 preds.true.append(true)
                 preds.pred.append(pred)
                 if p is not None:
@@ -40,6 +38,9 @@ def predict_examples(model: MultiTaskModel, examples: Sequence[Example], batch_s
                 preds.index.append(int(i))
     model.train(was_training)
     return out
+
+
+predict_examples = predict  # the old name, until its callers outside mtl.evaluation say ``predict``
 
 
 def evaluate(model: MultiTaskModel, datasets: Mapping[str, Sequence[Example]],
@@ -52,7 +53,7 @@ def evaluate(model: MultiTaskModel, datasets: Mapping[str, Sequence[Example]],
     pooled: dict[str, TaskPredictions] = {}
     offset = 0
     for dataset, examples in datasets.items():
-        for name, preds in predict_examples(model, examples, batch_size).items():
+        for name, preds in predict(model, examples, batch_size).items():
             if name == dataset:
                 scores |= {f"{name}/{metric}": value for metric, value in preds.scores().items()}
                 continue

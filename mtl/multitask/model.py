@@ -1,8 +1,8 @@
 """The multi-task model: one shared sentence encoder, one head per task in a ``ModuleDict``.
 
-Sentence heads read the pooled embedding; token heads read the backbone's token embeddings, trained on the
-first word piece of each word (other pieces get the ignore index -100, as in BERT's NER recipe, Devlin et al.
-2019). An example may carry labels for any subset of the tasks; a missing label is -100 and costs no loss.
+Each head owns its kind of task (``mtl.multitask.heads``): sentence heads read the pooled embedding, token heads the
+backbone's token embeddings. An example may carry labels for any subset of the tasks; a missing label is -100
+(``IGNORE``) and costs no loss.
 
 Saved as a folder: ``encoder/`` (a sentence-transformers model), ``heads.safetensors`` and ``config.json``.
 """
@@ -21,9 +21,8 @@ from transformers import BatchEncoding
 
 from mtl.data.examples import Example, check_texts
 from mtl.encoder.encoder import SentenceEncoder
-from mtl.multitask.heads import ClassificationHead, TaskSpec
 from mtl.encoder.precision import autocast
-from mtl.multitask.task_kinds import IGNORE, task_kind  # noqa: F401  (IGNORE: the target value collate leaves unscored)
+from mtl.multitask.heads import TaskSpec, head_type
 from mtl.utils import length_sorted_batches
 from mtl.data.words import joined_words, split_words
 
@@ -45,11 +44,7 @@ class MultiTaskModel(nn.Module):
             raise ValueError(f"Task names must be unique, got {[t.name for t in tasks]}.")
         self.encoder = encoder
         self.tasks = {t.name: t for t in tasks}
-        self.heads = nn.ModuleDict({
-            t.name: ClassificationHead(task_kind(t.kind).head_input_dim(encoder), len(t.labels), t.hidden_dim,
-                                       t.dropout)
-            for t in tasks
-        })
+        self.heads = nn.ModuleDict({t.name: head_type(t.kind)(t, encoder) for t in tasks})
 
     def train(self, mode: bool = True) -> MultiTaskModel:
         """As ``nn.Module.train``, but fully frozen components stay in eval mode (no dropout where nothing learns)."""
@@ -89,32 +84,24 @@ class MultiTaskModel(nn.Module):
     def forward(self, features: BatchEncoding | dict, tasks: Iterable[str] | None = None) -> dict[str, Tensor]:
         """{task: logits}: (B, C) for sentence tasks, (B, T, C) for token tasks."""
         names = self.check_tasks(tasks)
-        return self.run_heads(self.encoder(features), names)
-
-    def run_heads(self, encoded: dict[str, Tensor], tasks: Sequence[str]) -> dict[str, Tensor]:
-        """Heads on the encoder output each task's kind reads (``sentence_embedding`` (B, D), ``token_embeddings``
-        (B, T, H))."""
-        return {name: self.heads[name](encoded[task_kind(self.tasks[name].kind).encoder_output]) for name in tasks}
+        encoded = self.encoder(features)  # sentence_embedding (B, D), token_embeddings (B, T, H): each head picks one
+        return {name: self.heads[name](encoded).logits for name in names}
 
     # ---- batches and losses ----------------------------------------------------------------------------------
     def collate(self, examples: Sequence[Example]) -> tuple[BatchEncoding, dict[str, Tensor]]:
-        """Tokenise a batch (by words if an example has words or a label of a by-words kind) and turn its labels into
-        target tensors (``TaskKind.targets``), -100 where a label is missing or not scored."""
+        """Tokenise a batch (``tokenize``) and turn its labels into each head's targets (``targets``), ``IGNORE`` where
+        a label is missing or not scored; an unknown label is an error naming the task."""
         if len(examples) == 0:
             raise ValueError("Cannot collate an empty batch.")
         features = self.tokenize(examples)
-        labels = {}
-        for name, task in self.tasks.items():
-            if any(name in ex.labels for ex in examples):
-                kind = task_kind(task.kind)
-                ids = [self.label_ids(name, ex.labels[name]) if name in ex.labels else None for ex in examples]
-                labels[name] = kind.targets(ids, features)
+        labels = {name: head.targets([ex.labels[name] if name in ex.labels else None for ex in examples], features)
+                  for name, head in self.heads.items() if any(name in ex.labels for ex in examples)}
         return features, {k: v.to(self.encoder.device) for k, v in labels.items()}
 
     def tokenize(self, examples: Sequence[Example]) -> BatchEncoding:
         """The encoder's input for a batch: by words if an example has words or a label of a by-words kind (so that
         labels align with words), else by text."""
-        word_tasks = [n for n, t in self.tasks.items() if task_kind(t.kind).by_words]
+        word_tasks = [name for name, head in self.heads.items() if head.by_words]
         by_words = any(ex.words is not None or any(n in ex.labels for n in word_tasks) for ex in examples)
         return self.encoder.tokenize(
             [ex.words or tuple(ex.text.split()) for ex in examples] if by_words else [ex.text for ex in examples]
@@ -143,7 +130,7 @@ class MultiTaskModel(nn.Module):
 
     def check_examples(self, examples: Sequence[Example], where: str) -> None:
         """Fail before training, naming ``where`` and the example, on an empty data set, an example without a label
-        for any of the model's tasks, or a label its task's kind does not accept (``TaskKind.label_problem``)."""
+        for any of the model's tasks, or a label its task's head does not accept (``label_problem``)."""
         if len(examples) == 0:
             raise ValueError(f"{where} has no examples.")
         for i, ex in enumerate(examples):
@@ -153,36 +140,18 @@ class MultiTaskModel(nn.Module):
                 raise ValueError(f"{about}: no label for any of the model's tasks {list(self.tasks)}; "
                                  f"it has labels for {list(ex.labels)}.")
             for name in tasks:
-                task = self.tasks[name]
-                problem = task_kind(task.kind).label_problem(ex.labels[name], task.labels)
+                problem = self.heads[name].label_problem(ex.labels[name])
                 if problem:
-                    raise ValueError(f"{about}: task {name!r} is a {task.kind} task: {problem}.")
-
-    def label_ids(self, task: str, label) -> int | list[int]:
-        """A label (class name, or tag list) as indices into the task's label set; an unknown label is an error."""
-        spec = self.tasks[task]
-        kind = task_kind(spec.kind)
-        problem = kind.label_problem(label, spec.labels)
-        if problem:
-            raise ValueError(f"Task {task!r}: {problem}.")
-        return kind.label_ids(label, spec.labels)
-
-    def task_loss_sums(self, logits: dict[str, Tensor], labels: dict[str, Tensor],
-                       class_weights: Mapping[str, Tensor] | None = None) -> dict[str, tuple[Tensor, Tensor]]:
-        """Per task with labels in the batch: its kind's loss summed over its labelled positions, each weighted by
-        its class weight ``class_weights[task]`` if given, and the sum of those weights (``TaskKind.loss_sum``).
-        Their ratio is the task's mean loss; kept apart so that a batch split over processes can be divided by the
-        whole batch's weight."""
-        class_weights = class_weights or {}
-        return {name: task_kind(self.tasks[name].kind).loss_sum(logits[name], labels[name], class_weights.get(name))
-                for name in labels if name in logits}
+                    raise ValueError(f"{about}: task {name!r} is a {self.tasks[name].kind} task: {problem}.")
 
     def task_losses(self, logits: dict[str, Tensor], labels: dict[str, Tensor],
                     class_weights: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
-        """Mean loss per task over the labelled positions (weighted per class by ``class_weights[task]`` when
-        given: a weighted mean); tasks without labels in the batch are left out."""
-        return {name: loss / total for name, (loss, total) in self.task_loss_sums(logits, labels, class_weights).items()
-                if total > 0}
+        """Mean loss per task over the labelled positions (``Head.loss``; weighted per class by
+        ``class_weights[task]`` when given: a weighted mean); tasks without labels in the batch are left out."""
+        class_weights = class_weights or {}
+        sums = {name: self.heads[name].loss(logits[name], labels[name], class_weights.get(name))
+                for name in labels if name in logits}
+        return {name: loss / total for name, (loss, total) in sums.items() if total > 0}
 
     # ---- inference -----------------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -200,7 +169,7 @@ class MultiTaskModel(nn.Module):
         check_texts(inputs, words=True)
         names = self.check_tasks(tasks)
         self.encoder.check_precision(precision)
-        by_words = (any(task_kind(self.tasks[name].kind).by_words for name in names)
+        by_words = (any(self.heads[name].by_words for name in names)
                     or not all(isinstance(x, str) for x in inputs))
         items = [(split_words(x) if isinstance(x, str) else joined_words(x)) if by_words else x for x in inputs]
         was_training = self.training
@@ -216,9 +185,7 @@ class MultiTaskModel(nn.Module):
             for row, i in enumerate(idx):
                 text, spans = (items[i].text, items[i].spans) if by_words else (items[i], None)
                 for name in names:
-                    task = self.tasks[name]
-                    results[i][name] = task_kind(task.kind).readable(probs[name][row], features.word_ids(row), text,
-                                                                     spans, task.labels)
+                    results[i][name] = self.heads[name].readable(probs[name][row], features.word_ids(row), text, spans)
         self.train(was_training)
         return results
 

@@ -14,7 +14,6 @@ from torch import Tensor, nn
 
 from mtl.data.examples import Example
 from mtl.multitask.model import MultiTaskModel
-from mtl.multitask.task_kinds import IGNORE, task_kind
 
 LOSS_WEIGHTINGS = ("fixed", "uncertainty")
 
@@ -67,31 +66,31 @@ class MultiTaskObjective(nn.Module):
 
     def label_totals(self, tasks: Sequence[str], labels: dict[str, Tensor]) -> Tensor:
         """(len(tasks),) weight of the labelled positions of each task in this shard (0 if it has none)."""
-        weights = self.class_weights()
-        totals = []
-        for name in tasks:
-            target = labels[name][labels[name] != IGNORE] if name in labels else torch.zeros(0, dtype=torch.long)
-            totals.append(weights[name][target].sum() if name in weights else torch.tensor(float(len(target))))
-        return torch.stack(totals).float()
+        weights, heads = self.class_weights(), self.model.heads
+        return torch.stack([heads[name].label_weight(labels[name], weights.get(name)) if name in labels
+                            else torch.tensor(0.0) for name in tasks]).float()
 
     def forward(self, features, labels: dict[str, Tensor], batch_totals: Mapping[str, Tensor],
                 num_processes: int = 1) -> tuple[Tensor, dict[str, Tensor]]:
-        """The weighted loss and {task: loss}; ``batch_totals[task]`` is the task's labelled weight in the whole
-        global batch; a task in it without labels in this shard contributes 0 here (its share is elsewhere)."""
-        sums = self.model.task_loss_sums(self.model(features, tasks=list(labels)), labels, self.class_weights())
+        """The weighted loss and {task: loss}: each labelled task's head on this shard with its targets gives its
+        summed loss (``Head.forward``); ``batch_totals[task]`` is the task's labelled weight in the whole global
+        batch; a task in it without labels in this shard contributes 0 here (its share is elsewhere)."""
+        encoded, weights = self.model.encoder(features), self.class_weights()
+        heads = self.model.heads
+        outputs = {name: heads[name](encoded, targets, weights.get(name)) for name, targets in labels.items()}
         zero = next(self.parameters()).new_zeros(())
-        losses = {name: (sums[name][0] if name in sums else zero) * num_processes / total
+        losses = {name: (outputs[name].loss if name in outputs else zero) * num_processes / total
                   for name, total in batch_totals.items()}
         return self.weighting(losses), losses
 
 
 def balanced_class_weights(model: MultiTaskModel, train_sets: Mapping[str, Sequence[Example]]) -> dict[str, Tensor]:
-    """(K,) class weights per task whose kind weighs classes (``TaskKind.class_weights``; sentence tasks: n / (K n_c),
-    scikit-learn's "balanced"), from its training labels pooled over every dataset that labels it."""
+    """(C,) class weights per task whose head weighs classes (``Head.balanced_class_weights``; sentence tasks:
+    n / (C n_c), scikit-learn's "balanced"), from its training labels pooled over every dataset that labels it."""
     weights = {}
-    for name, task in model.tasks.items():
+    for name, head in model.heads.items():
         labels = [ex.labels[name] for examples in train_sets.values() for ex in examples if name in ex.labels]
-        weight = task_kind(task.kind).class_weights(labels, task.labels) if labels else None
+        weight = head.balanced_class_weights(labels, head.task.labels) if labels else None
         if weight is not None:
             weights[name] = weight
     return weights

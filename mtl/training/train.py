@@ -30,7 +30,6 @@ from mtl.evaluation.predictions import evaluate
 from mtl.finetuning.freezing import freeze, select, unfreeze
 from mtl.finetuning.rates import layer_learning_rates, parameter_groups
 from mtl.multitask.model import MultiTaskModel
-from mtl.multitask.task_kinds import task_kind
 from mtl.training.checkpoint import LoopState, atomic_directory, resume, save_checkpoint
 from mtl.training.losses import LOSS_WEIGHTINGS, LossWeighting, MultiTaskObjective, balanced_class_weights
 from mtl.training.sampling import SAMPLING_STRATEGIES, BatchStream, task_schedule, upcoming_examples
@@ -282,7 +281,7 @@ def check_finite(loss: Tensor, grad_norm: Tensor, accelerator: Accelerator, loop
 
 def selection_score(scores: Mapping[str, float], model: MultiTaskModel) -> float:
     """What selects epochs: the mean over tasks of each task's main metric (its kind's: macro-F1, entity F1)."""
-    keys = [f"{name}/{task_kind(task.kind).main_metric}" for name, task in model.tasks.items()]
+    keys = [f"{name}/{head.main_metric}" for name, head in model.heads.items()]
     values = [scores[key] for key in keys if key in scores]
     return float(np.mean(values)) if values else float("nan")
 

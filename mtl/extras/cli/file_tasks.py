@@ -20,8 +20,7 @@ from sklearn.model_selection import train_test_split
 
 from mtl.data.examples import SPLITS, DataError, Example, check_no_leakage
 from mtl.extras.cli.readers import BIO_TAG, UnknownLabelError, read_conll, read_csv, read_jsonl
-from mtl.multitask.heads import TaskSpec
-from mtl.multitask.task_kinds import KINDS
+from mtl.multitask.heads import HEAD_TYPES, TaskSpec
 
 FORMAT_KINDS = {"csv": ("sentence",), "tsv": ("sentence",), "jsonl": ("sentence", "token"), "conll": ("token",)}
 DEFAULT_FIELDS = {"sentence": ("text", "label"), "token": ("words", "tags")}  # JSON Lines, and CSV/TSV with a header
@@ -50,8 +49,8 @@ class FileTask:
             value, optional = getattr(self, name), name in ("validation", "test")
             if not (isinstance(value, str) and value) and not (optional and value is None):
                 raise ValueError(f"'{name}' must be a non-empty string{' or null' if optional else ''}, got {value!r}")
-        if self.kind not in KINDS:
-            raise ValueError(f"'kind' must be one of {tuple(KINDS)}, got {self.kind!r}")
+        if self.kind not in HEAD_TYPES:
+            raise ValueError(f"'kind' must be one of {tuple(HEAD_TYPES)}, got {self.kind!r}")
         fmt = self.format if self.format is not None else default_format(self.train, self.kind)
         if fmt not in FORMAT_KINDS or self.kind not in FORMAT_KINDS[fmt]:
             valid = [f for f, kinds in FORMAT_KINDS.items() if self.kind in kinds]

@@ -213,18 +213,18 @@ def load_model(path: Path):
 
 def task_report(preds: TaskPredictions) -> dict:
     """A task's test scores as notebook 05 reports them: its kind's scores (accuracy and macro-F1, or entity F1 and
-    token accuracy) and their table per label (``TaskKind.breakdown``: per class, or per entity type)."""
-    from mtl.multitask.task_kinds import task_kind
+    token accuracy) and their table per label (``Head.breakdown``: per class, or per entity type)."""
+    from mtl.multitask.heads import head_type
 
-    kind = task_kind(preds.kind)
-    return {"kind": preds.kind, "examples": len(preds.true), "main_metric": kind.main_metric, **preds.scores(),
-            "per_label": kind.breakdown(preds.true, preds.pred, preds.labels).to_dict("index")}
+    head = head_type(preds.kind)
+    return {"kind": preds.kind, "examples": len(preds.true), "main_metric": head.main_metric, **preds.scores(),
+            "per_label": head.breakdown(preds.true, preds.pred, preds.labels).to_dict("index")}
 
 
 def evaluate_command(model_dir: Path, config_path: Path, split: str, output: Path | None) -> None:
     from mtl.extras.notebooks.reports import predict_tests
     from mtl.data.prepare import atomic_path
-    from mtl.multitask.task_kinds import task_kind
+    from mtl.multitask.heads import head_type
     from mtl.multitask.tasks import task_spec
 
     config = load_config(config_path)
@@ -251,7 +251,7 @@ def evaluate_command(model_dir: Path, config_path: Path, split: str, output: Pat
         print(f"note: not scored, no {split} file: {', '.join(unscored)}", file=sys.stderr)
     reports = {task: task_report(preds) for task, preds in predict_tests(model, data[split]).items()}
     for task, report in reports.items():
-        scores = ", ".join(f"{metric} {report[metric]:.3f}" for metric in task_kind(report["kind"]).metrics)
+        scores = ", ".join(f"{metric} {report[metric]:.3f}" for metric in head_type(report["kind"]).metrics)
         print(f"{task}: {report['examples']} {split} examples, {scores}")
         print(pd.DataFrame.from_dict(report["per_label"], orient="index").round(3).to_string(), end="\n\n")
     output = output or model_folder(model_dir) / f"evaluation_{split}.json"
