@@ -1,4 +1,5 @@
-"""mtl.extras.notebooks.reports and the calibration helpers of mtl.evaluation.metrics / mtl.extras.notebooks.plots (notebook 05)."""
+"""mtl.extras.notebooks.reports, the paired comparison and calibration helpers of mtl.evaluation.metrics, and the
+calibration plots of mtl.extras.notebooks.plots (notebook 05)."""
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -9,14 +10,13 @@ from sklearn.metrics import f1_score
 from mtl.extras.notebooks import recipe
 from mtl.data.examples import Example
 from mtl.evaluation.baselines import most_frequent_tag
-from mtl.extras.notebooks.reports import (confident_mistakes, confusion, entity_report, inference_cost,
-                            label_scores, label_table, mean_std, paired_by_group,
-                            prediction_frame, predict_tests,
-                            scores_by, sentence_report,
-                            subset, through_cache)
+from mtl.extras.notebooks.reports import (class_report, confident_mistakes, confusion, entity_report, inference_cost,
+                                          label_scores, label_table, mean_std, paired_by_group, predict_tests,
+                                          prediction_frame, scores_by, sentence_report, subset, through_cache)
 from mtl.extras.notebooks.sharing import Run, seed_study, single_task_steps
-from mtl.evaluation.metrics import (TaskPredictions, example_statistics, expected_calibration_error, main_score, paired_bootstrap,
-                         reliability_table, separated)
+from mtl.evaluation.metrics import (TaskPredictions, compare, compare_runs, compare_scores, example_statistics,
+                                    expected_calibration_error, main_score, reliability_table, resampling_weights,
+                                    separated, shared_seeds)
 from mtl.multitask.task_kinds import task_kind
 from mtl.extras.notebooks.plots import projection_scatter, reliability_diagram
 from mtl.encoder.prefix_cache import PrefixCache
@@ -103,7 +103,6 @@ def test_roc_auc_is_one_for_perfectly_ranked_probabilities():
 
 
 def test_class_report_per_class_in_label_order_and_its_macro_mean_is_macro_f1():
-    from mtl.extras.notebooks.reports import class_report  # (imported here: the import block above is being edited elsewhere)
 
     preds = sentence_preds(["a", "a", "b", "c"], ["a", "b", "b", "a"])
     report = class_report(preds)
@@ -176,60 +175,101 @@ def test_score_statistics_of_a_class_never_seen_is_zero():
     assert task_kind("sentence").score_statistics(stats.sum(0)) == pytest.approx(1 / 3)
 
 
-def test_paired_bootstrap_of_accuracy_matches_the_accuracy_difference():
+def test_compare_of_accuracy_matches_the_accuracy_difference():
     rng = np.random.default_rng(5)
     true = rng.choice(LABELS, size=300)
     a = sentence_preds(true, np.where(rng.random(300) < 0.8, true, "a"))
     b = sentence_preds(true, np.where(rng.random(300) < 0.7, true, "b"))
     accuracy = lambda p: np.mean(np.asarray(p.true) == np.asarray(p.pred))  # noqa: E731
-    result = paired_bootstrap([a], [b], n_resamples=300, metric="accuracy")
+    result = compare([a], [b], n_resamples=300, metric="accuracy")
     assert result["metric"] == "accuracy" and result["difference"] == pytest.approx(accuracy(a) - accuracy(b))
     assert result["ci_low"] < result["difference"] < result["ci_high"]
-    assert paired_bootstrap([a], [b], n_resamples=300)["difference"] != pytest.approx(result["difference"])  # macro-F1
+    assert compare([a], [b], n_resamples=300)["difference"] != pytest.approx(result["difference"])  # macro-F1
     token = TaskPredictions("token", TAGS, [0], [["O"]], [["O"]])
     with pytest.raises(ValueError, match="entity_f1"):
-        paired_bootstrap([token], [token], metric="accuracy")
+        compare([token], [token], metric="accuracy")
 
 
-def test_paired_bootstrap_of_identical_models_finds_no_difference():
+def test_compare_of_identical_models_finds_no_difference():
     rng = np.random.default_rng(2)
     seeds = [random_sentence_preds(rng) for _ in range(3)]
-    result = paired_bootstrap(seeds, seeds, n_resamples=300)
+    result = compare(seeds, seeds, n_resamples=300)
     assert result["difference"] == 0.0 and result["p_value"] == 1.0
     assert result["ci_low"] == result["ci_high"] == 0.0 and result["seeds"] == 3 and result["examples"] == 200
 
 
-def test_paired_bootstrap_detects_a_real_difference_and_not_a_tiny_one():
+def test_compare_detects_a_real_difference_and_not_a_tiny_one():
     rng = np.random.default_rng(3)
     true = rng.choice(LABELS, size=400)
     better = [sentence_preds(true, np.where(rng.random(400) < 0.9, true, "a")) for _ in range(3)]
     worse = [sentence_preds(true, np.where(rng.random(400) < 0.6, true, "a")) for _ in range(3)]
-    clear = paired_bootstrap(better, worse, n_resamples=500)
+    clear = compare(better, worse, n_resamples=500)
     assert clear["difference"] > 0.15 and clear["p_value"] < 0.01 and clear["ci_low"] > 0
     assert clear["ci_low"] <= clear["difference"] <= clear["ci_high"]
     nudged = [sentence_preds(p.true, p.pred[:-1] + [p.true[-1]]) for p in worse]  # one more example right
-    small = paired_bootstrap(nudged, worse, n_resamples=500)
+    small = compare(nudged, worse, n_resamples=500)
     assert 0 < small["difference"] < 0.01 and small["p_value"] > 0.05
     assert separated(clear) and not separated(small)
-    table = pd.DataFrame([clear, small, paired_bootstrap(worse, better, n_resamples=500)])  # a whole table: per row
+    table = pd.DataFrame([clear, small, compare(worse, better, n_resamples=500)])  # a whole table: per row
     assert separated(table).tolist() == [True, False, True]
 
 
-def test_paired_bootstrap_is_reproducible_and_works_for_token_tasks():
+def test_compare_is_reproducible_and_works_for_token_tasks():
     rng = np.random.default_rng(4)
     true = random_tag_sequences(rng)
     a = [TaskPredictions("token", TAGS, list(range(len(true))), true, [list(t) for t in true])]
     b = [TaskPredictions("token", TAGS, list(range(len(true))), true, [["O"] * len(t) for t in true])]
-    first, second = paired_bootstrap(a, b, 200, seed=7), paired_bootstrap(a, b, 200, seed=7)
+    first, second = compare(a, b, 200, seed=7), compare(a, b, 200, seed=7)
     assert first == second and first["metric"] == "entity_f1" and first["difference"] == pytest.approx(1.0)
 
 
-def test_paired_bootstrap_rejects_unpaired_input():
+def test_compare_rejects_unpaired_input():
     a = sentence_preds(["a", "b"], ["a", "b"], index=[0, 1])
     with pytest.raises(ValueError, match="same test examples"):
-        paired_bootstrap([a], [sentence_preds(["a", "b"], ["a", "b"], index=[0, 2])])
+        compare([a], [sentence_preds(["a", "b"], ["a", "b"], index=[0, 2])])
     with pytest.raises(ValueError, match="number of seeds"):
-        paired_bootstrap([a, a], [a])
+        compare([a, a], [a])
+
+
+def test_resampling_weights_draw_n_examples_per_resample_reproducibly_in_chunks():
+    chunks = list(resampling_weights(7, 600, seed=3))
+    assert [len(chunk) for chunk in chunks] == [250, 250, 100]
+    weights = np.concatenate(chunks)
+    assert weights.shape == (600, 7) and (weights.sum(1) == 7).all() and (weights.max(1) > 1).any()  # replacement
+    assert (weights == np.concatenate(list(resampling_weights(7, 600, seed=3)))).all()
+    assert (weights != np.concatenate(list(resampling_weights(7, 600, seed=4)))).any()
+    with pytest.raises(ValueError, match="1 example and 1 resample"):
+        next(resampling_weights(7, 0))
+
+
+def test_compare_scores_takes_any_score_of_the_resampled_examples():
+    rng = np.random.default_rng(11)
+    values = rng.normal(size=(3, 50))  # one score per example and seed: the mean is the method's score
+
+    def mean_of(rows):
+        return lambda weights: (weights @ rows.T).T / weights.sum(1)  # (S, m)
+
+    result = compare_scores(mean_of(values + 1.0), mean_of(values), 50, n_resamples=200)
+    assert result["difference"] == pytest.approx(1.0) and result["ci_low"] == pytest.approx(1.0)
+    assert result["seeds"] == 3 and result["examples"] == 50 and result["p_value"] == pytest.approx(1 / 201)
+    single = compare_scores(mean_of(values), mean_of(values[:1]), 50, n_resamples=200)  # one seed: every seed's
+    assert single["seeds"] == 3 and single["b"] == pytest.approx(values[0].mean())
+    with pytest.raises(ValueError, match="same number of seeds"):
+        compare_scores(mean_of(values), mean_of(values[:2]), 50)
+
+
+def test_compare_runs_pairs_the_seeds_both_runs_have():
+    rng = np.random.default_rng(12)
+    true = rng.choice(LABELS, size=100)
+    predictions = {(run, seed): {"t": sentence_preds(true, np.where(rng.random(100) < accuracy, true, "a"))}
+                   for run, accuracy, seeds in [("x", 0.9, (0, 1, 2)), ("y", 0.6, (1, 2, 3))] for seed in seeds}
+    assert shared_seeds(predictions, "x", "y") == [1, 2]
+    result = compare_runs(predictions, "x", "y", "t", n_resamples=100)
+    assert result == compare([predictions["x", s]["t"] for s in (1, 2)], [predictions["y", s]["t"] for s in (1, 2)],
+                             n_resamples=100)
+    assert result["seeds"] == 2
+    with pytest.raises(KeyError, match="No seed has predictions of both 'x' and 'z'"):
+        compare_runs(predictions, "x", "z", "t")
 
 
 def test_single_task_steps_share_the_multi_task_schedule():
@@ -351,11 +391,10 @@ def test_seed_study_trains_every_setup_for_every_seed(monkeypatch):
     assert np.isnan(scores.loc[("single-task, + lead topics", 0), "ner/entity_f1"])  # no NER head
     assert set(study.models) == {(setup, 0) for setup in setups}
     assert set(study.models["single-task", 0]) == {"topic", "ner"} and set(study.models["multi-task", 0]) == {"all"}
-    result = study.paired("topic", n_resamples=50)
+    result = compare_runs(study.predictions, "multi-task", "single-task", "topic", n_resamples=50)
     assert result["seeds"] == 2 and result["examples"] == 10
-    assert study.paired("topic", "single-task, + lead topics", "single-task", n_resamples=50)["seeds"] == 2
-    with pytest.raises(KeyError, match="has no 'ner' predictions"):
-        study.paired("ner", "single-task, + lead topics", "single-task")
+    with pytest.raises(KeyError, match="'single-task, \\+ lead topics' has no 'ner' predictions"):
+        compare_runs(study.predictions, "single-task, + lead topics", "single-task", "ner")
     table = study.compare([("multi-task", "single-task", "topic"), ("multi-task", "multi-task", "ner")], 50)
     same = table.loc[("multi-task - multi-task", "ner")]
     assert same.difference == 0 and same["seed 0"] == 0 and not same.significant

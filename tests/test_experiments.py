@@ -1,10 +1,10 @@
-"""mtl.extras.notebooks.experiments: scenarios x seeds give one row each and the validation predictions behind it; ``compare``
-pairs two scenarios by example and seed."""
+"""mtl.extras.notebooks.experiments: scenarios x seeds give one row each and the validation predictions behind it;
+``compare_scenarios`` pairs two scenarios by example and seed."""
 from __future__ import annotations
 
 import pytest
 
-from mtl.extras.notebooks.experiments import Scenario, compare, run_scenarios
+from mtl.extras.notebooks.experiments import Scenario, compare_scenarios, run_scenarios
 from mtl.evaluation.metrics import main_score
 from mtl.multitask.tasks import load_datasets
 from mtl.training.train import TrainConfig
@@ -37,15 +37,17 @@ def test_every_scenario_and_seed_gives_a_row_scored_from_its_predictions(study):
     assert 0 < heads < rows.loc[rows.scenario == "sentiment on top", "trainable"].iloc[0]  # all unfrozen after start
 
 
-def test_compare_pairs_scenarios_by_example_and_seed(study):
+def test_compare_scenarios_pairs_scenarios_by_example_and_seed(study):
     (_, predictions), _ = study
-    table = compare(predictions, [("heads", "untrained"), ("heads", "heads")], "topic", n_resamples=200)
+    table = compare_scenarios(predictions, [("heads", "untrained"), ("heads", "heads")], "topic", n_resamples=200)
+    assert list(table.columns) == ["a", "b", "difference", "ci_low", "ci_high", "p_value"]
+    assert (table.dtypes == float).all()  # printed as numbers, as notebook 03 shows them
     same = table.loc["heads - heads"]
     assert same.difference == 0 and same.ci_low == 0 == same.ci_high
     row = table.loc["heads - untrained"]
     assert row.difference == pytest.approx(row.a - row.b) and row.ci_low <= row.difference <= row.ci_high
     with pytest.raises(KeyError, match="No seed has predictions of both"):
-        compare(predictions, [("heads", "nope")], "topic")
+        compare_scenarios(predictions, [("heads", "nope")], "topic")
 
 
 def test_a_scenario_must_start_from_a_known_earlier_one():

@@ -1,5 +1,5 @@
-"""Tests for mtl.evaluation.similarity: cosines, Spearman against human ratings, the paired bootstrap over documents,
-anisotropy and multi-pooling embedding."""
+"""Tests for mtl.evaluation.similarity: cosines, Spearman against human ratings, Spearman's rho compared over resampled
+documents (``mtl.evaluation.metrics.compare_scores``), anisotropy and multi-pooling embedding."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,9 +8,10 @@ from scipy.stats import spearmanr
 from sklearn.metrics.pairwise import cosine_similarity
 
 from mtl.encoder.encoder import POOLING_MODES, SentenceEncoder
-from mtl.evaluation.similarity import (apply_after_pooling, cosine_matrix, document_counts, embed_with_poolings,
-                            paired_bootstrap_spearman, resampled_spearman, spearman_comparisons,
-                            spearman_with_humans, unrelated_cosine, upper_pairs)
+from mtl.evaluation.metrics import compare_scores
+from mtl.evaluation.similarity import (apply_after_pooling, cosine_matrix, embed_with_poolings, resampled_spearman,
+                                       spearman_comparisons, spearman_score, spearman_with_humans, unrelated_cosine,
+                                       upper_pairs)
 from mtl.utils import quiet_libraries, set_seed
 
 quiet_libraries()
@@ -95,45 +96,42 @@ def test_resampled_spearman_is_scipy_spearman_on_the_pairs_among_the_drawn_docum
     assert everyone == pytest.approx(spearmanr(upper_pairs(similarity), upper_pairs(human)).statistic, abs=1e-12)
 
 
-def test_document_counts_draw_n_documents_per_resample_reproducibly():
-    counts = document_counts(7, 50, seed=3)
-    assert counts.shape == (50, 7) and (counts.sum(1) == 7).all() and (counts >= 0).all()
-    assert (counts == document_counts(7, 50, seed=3)).all() and (counts != document_counts(7, 50, seed=4)).any()
-    assert (counts.max(1) > 1).any()  # with replacement
-    with pytest.raises(ValueError, match="at least 3 documents and 1 resample"):
-        document_counts(7, 0)
+def spearman_difference(a, b, human, n_resamples=2000, seed=0) -> dict:
+    """rho(a) - rho(b) over resampled documents: ``compare_scores`` of two ``spearman_score``s."""
+    return compare_scores(spearman_score(a, human, "a"), spearman_score(b, human, "b"), len(human), n_resamples, seed)
 
 
-def test_paired_bootstrap_of_identical_methods_finds_no_difference():
+def test_spearman_difference_of_identical_methods_finds_no_difference():
     rng = np.random.default_rng(6)
     human, similarity = symmetric(rng, 20), symmetric(rng, 20)
-    result = paired_bootstrap_spearman(similarity, similarity.copy(), human, n_resamples=300)
+    result = spearman_difference(similarity, similarity.copy(), human, n_resamples=300)
     assert result["difference"] == 0.0 and result["ci_low"] == result["ci_high"] == 0.0
-    assert result["p_value"] == 1.0 and result["documents"] == 20 and result["resamples"] == 300
+    assert result["p_value"] == 1.0 and result["examples"] == 20 and result["seeds"] == 1
 
 
-def test_paired_bootstrap_separates_the_human_ratings_from_noise_but_not_noise_from_noise():
+def test_spearman_difference_separates_the_human_ratings_from_noise_but_not_noise_from_noise():
     rng = np.random.default_rng(7)
     human = symmetric(rng, 30)
     noisy_copy = human + 0.3 * symmetric(rng, 30)  # ranks the pairs nearly as people do
-    clear = paired_bootstrap_spearman(noisy_copy, symmetric(rng, 30), human, n_resamples=500)
+    clear = spearman_difference(noisy_copy, symmetric(rng, 30), human, n_resamples=500)
     assert clear["a"] > 0.8 and abs(clear["b"]) < 0.2
     assert 0 < clear["ci_low"] <= clear["difference"] <= clear["ci_high"] and clear["p_value"] < 0.01
-    reverse = paired_bootstrap_spearman(symmetric(rng, 30), noisy_copy, human, n_resamples=500)
+    reverse = spearman_difference(symmetric(rng, 30), noisy_copy, human, n_resamples=500)
     assert reverse["ci_high"] < 0
-    unrelated = paired_bootstrap_spearman(symmetric(rng, 30), symmetric(rng, 30), human, n_resamples=500)
+    unrelated = spearman_difference(symmetric(rng, 30), symmetric(rng, 30), human, n_resamples=500)
     assert unrelated["ci_low"] < 0 < unrelated["ci_high"] and unrelated["p_value"] > 0.05
 
 
-def test_paired_bootstrap_is_reproducible_for_a_seed_and_averages_a_stack_of_seeds():
+def test_spearman_difference_is_reproducible_for_a_seed_and_averages_a_stack_of_seeds():
     rng = np.random.default_rng(8)
     human, a, b = symmetric(rng, 15), symmetric(rng, 15), symmetric(rng, 15)
-    first, second = paired_bootstrap_spearman(a, b, human, 200, seed=1), paired_bootstrap_spearman(a, b, human, 200, 1)
+    first, second = spearman_difference(a, b, human, 200, seed=1), spearman_difference(a, b, human, 200, 1)
     assert first == second
-    assert paired_bootstrap_spearman(a, b, human, 200, seed=2)["ci_low"] != first["ci_low"]
-    stacked = paired_bootstrap_spearman(np.stack([a, a]), b, human, 200, seed=1)  # two identical "seeds"
+    assert spearman_difference(a, b, human, 200, seed=2)["ci_low"] != first["ci_low"]
+    stacked = spearman_difference(np.stack([a, a]), b, human, 200, seed=1)  # two identical "seeds"
     assert stacked["a"] == pytest.approx(first["a"]) and stacked["ci_low"] == pytest.approx(first["ci_low"])
-    mixed = paired_bootstrap_spearman(np.stack([a, b]), b, human, 200, seed=1)  # rho of a stack: its mean
+    assert stacked["seeds"] == 2
+    mixed = spearman_difference(np.stack([a, b]), b, human, 200, seed=1)  # rho of a stack: its mean
     assert mixed["a"] == pytest.approx((first["a"] + first["b"]) / 2)
 
 
@@ -145,7 +143,7 @@ def test_spearman_comparisons_share_one_set_of_resamples():
     assert list(table.index) == ["good vs noise", "other vs noise"]
     assert list(table.columns) == ["rho_a", "rho_b", "difference", "ci_low", "ci_high", "p_value"]
     for (a, b), row in zip([("good", "noise"), ("other", "noise")], table.itertuples()):
-        single = paired_bootstrap_spearman(methods[a], methods[b], human, n_resamples=300, seed=4)
+        single = spearman_difference(methods[a], methods[b], human, n_resamples=300, seed=4)
         assert (row.rho_a, row.difference, row.ci_low, row.ci_high, row.p_value) == pytest.approx(
             (single["a"], single["difference"], single["ci_low"], single["ci_high"], single["p_value"]))
     with pytest.raises(KeyError, match=r"unknown methods \['missing'\]"):
@@ -156,25 +154,29 @@ def test_spearman_comparisons_share_one_set_of_resamples():
         spearman_comparisons(methods, human, [])
 
 
-def test_paired_bootstrap_rejects_bad_input():
+def test_spearman_difference_rejects_bad_input():
     rng = np.random.default_rng(10)
     human, a = symmetric(rng, 10), symmetric(rng, 10)
     with pytest.raises(ValueError, match=r"'b' have shape \(9, 9\); expected \(10, 10\)"):
-        paired_bootstrap_spearman(a, a[:9, :9], human)
+        spearman_difference(a, a[:9, :9], human)
     with pytest.raises(ValueError, match="'a' must be finite and symmetric"):
-        paired_bootstrap_spearman(a + np.triu(np.ones((10, 10)), 1), a, human)
+        spearman_difference(a + np.triu(np.ones((10, 10)), 1), a, human)
     nan = a.copy()
     nan[0, 1] = nan[1, 0] = np.nan
     with pytest.raises(ValueError, match="'b' must be finite"):
-        paired_bootstrap_spearman(a, nan, human)
+        spearman_difference(a, nan, human)
     with pytest.raises(ValueError, match="human ratings must be a symmetric.*not symmetric"):
-        paired_bootstrap_spearman(a, a, human + np.triu(np.ones((10, 10)), 1))
+        spearman_difference(a, a, human + np.triu(np.ones((10, 10)), 1))
     with pytest.raises(ValueError, match=r"human ratings must be a symmetric \(n, n\) matrix, got shape \(10,\)"):
-        paired_bootstrap_spearman(a, a, human[0])
+        spearman_difference(a, a, human[0])
     with pytest.raises(ValueError, match="'b' is undefined .*constant similarities"):
-        paired_bootstrap_spearman(a, np.ones((10, 10)), human)
+        spearman_difference(a, np.ones((10, 10)), human)
     with pytest.raises(ValueError, match="1 resample"):
-        paired_bootstrap_spearman(a, a, human, n_resamples=0)
+        spearman_difference(a, a, human, n_resamples=0)
+    with pytest.raises(ValueError, match="at least 3 documents"):
+        spearman_score(a[:2, :2], human[:2, :2])
+    with pytest.raises(ValueError, match="same number of seeds"):
+        spearman_difference(np.stack([a, a]), np.stack([a, a, a]), human)
 
 
 @pytest.fixture(scope="module")

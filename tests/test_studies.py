@@ -115,7 +115,7 @@ def test_the_sharing_studys_multi_task_setup_is_the_recipe_study_and_is_read_fro
 
 def test_readme_claims_about_the_full_scale_recipe_hold_on_the_records():
     """README: at full scale the model is ahead of every baseline (interval above 0) except the frozen-MiniLM probe
-    on topic (interval across 0); sentiment reaches issue 14's target, topic and NER do not."""
+    on topic (interval across 0); sentiment reaches the project's target, topic and NER do not."""
     gaps = studies.recipe_against_baselines(n_resamples=1000)
     if gaps.empty:
         pytest.skip("the recipe and baselines studies are not recorded yet")

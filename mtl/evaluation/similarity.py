@@ -4,10 +4,11 @@ Lee, Pincombe & Welsh (2005): 50 news documents, every pair rated for similarity
 (1,225 pairs). A good encoder *ranks* pairs as people do; the raw cosine values need not mean anything.
 
 Whether one encoder ranks better than another is a question about documents, not pairs: the 1,225 pairs share
-50 documents, so they are not independent samples. ``paired_bootstrap_spearman`` and ``spearman_comparisons``
-resample the documents (with replacement), score both methods on the pairs among the same drawn documents and
-report the difference of rho with a percentile interval (Efron & Tibshirani 1993), as
-``mtl.extras.notebooks.reports.paired_bootstrap`` does over test examples.
+50 documents, so they are not independent samples. ``spearman_score`` is Spearman's rho as a score of resampled
+documents, so that ``mtl.evaluation.metrics.compare_scores`` compares two methods as it compares models over test
+examples: it draws documents with replacement, scores both methods on the pairs among the same drawn documents and
+reports the difference of rho with a percentile interval (Efron & Tibshirani 1993). ``spearman_comparisons``: a
+table of several such comparisons.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from scipy.stats import spearmanr
 from sentence_transformers.models import Pooling
 
 from mtl.encoder.encoder import SentenceEncoder
+from mtl.evaluation.metrics import Score, compare_scores
 from mtl.utils import length_sorted_batches
 
 
@@ -43,14 +45,6 @@ def unrelated_cosine(embeddings: np.ndarray, human: np.ndarray, quantile: float 
     """Mean cosine of the pairs people rated least similar (bottom ``quantile``): 0 for an isotropic space."""
     cos, ratings = upper_pairs(cosine_matrix(embeddings)), upper_pairs(human)
     return float(cos[ratings <= np.quantile(ratings, quantile)].mean())
-
-
-def document_counts(n_documents: int, n_resamples: int = 2000, seed: int = 0) -> np.ndarray:
-    """(n_resamples, n_documents): how often each document is drawn when n are drawn with replacement (seeded)."""
-    if n_documents < 3 or n_resamples < 1:
-        raise ValueError(f"Need at least 3 documents and 1 resample, got {n_documents} and {n_resamples}.")
-    draws = np.random.default_rng(seed).integers(0, n_documents, size=(n_resamples, n_documents))
-    return np.stack([np.bincount(row, minlength=n_documents) for row in draws])
 
 
 def resampled_spearman(similarities: np.ndarray, human: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -91,69 +85,43 @@ def _weighted_ranks(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def _bootstrap(similarities: Mapping[str, np.ndarray], human: np.ndarray, n_resamples: int,
-               seed: int) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Observed rho and its (m,) resampled values for each named method, all on the same resamples. A method is
-    an (n, n) similarity matrix or an (S, n, n) stack, one per seed, whose rho is the mean over the seeds."""
+def spearman_score(similarities: np.ndarray, human: np.ndarray, name: str = "similarities") -> Score:
+    """Spearman's rho with ``human`` (n, n) as a ``Score`` of resampled documents (``resampled_spearman``).
+
+    ``similarities``: an (n, n) similarity matrix, or an (S, n, n) stack, one per seed; ``name`` is what errors
+    call it. A resample in which the rho is undefined (constant similarities or ratings) is an error.
+    """
     human = np.asarray(human, dtype=np.float64)
     if human.ndim != 2 or human.shape[0] != human.shape[1] or not np.allclose(human, human.T):
         raise ValueError(f"human ratings must be a symmetric (n, n) matrix, got shape {human.shape}"
                          + (" (not symmetric)" if human.ndim == 2 and human.shape[0] == human.shape[1] else ""))
-    stacks = {}
-    for name, matrices in similarities.items():
-        matrices = np.asarray(matrices, dtype=np.float64)
-        stack = matrices[None] if matrices.ndim == 2 else matrices  # (S, n, n)
-        if stack.ndim != 3 or stack.shape[1:] != human.shape or len(stack) == 0:
-            raise ValueError(f"Similarities {name!r} have shape {matrices.shape}; expected {human.shape} "
-                             f"or (seeds, {human.shape[0]}, {human.shape[1]}) as the human ratings.")
-        if not np.all(np.isfinite(stack)) or not np.allclose(stack, stack.transpose(0, 2, 1)):
-            raise ValueError(f"Similarities {name!r} must be finite and symmetric (one value per unordered pair).")
-        stacks[name] = stack
-    n = len(human)
-    every = np.concatenate(list(stacks.values()))  # (K, n, n): all methods' matrices, scored on the same draws
-    method_ends = np.cumsum([len(stack) for stack in stacks.values()])[:-1]
-    single = np.split(resampled_spearman(every, human, np.ones((1, n), dtype=np.int64))[:, 0], method_ends)
-    resampled = np.split(resampled_spearman(every, human, document_counts(n, n_resamples, seed)), method_ends)
-    observed, replicates = {}, {}
-    for name, rho, values in zip(stacks, single, resampled):
-        observed[name], replicates[name] = float(rho.mean()), values.mean(0)  # mean over seeds: (m,)
-        if np.isnan(observed[name]) or np.isnan(replicates[name]).any():
+    if len(human) < 3:
+        raise ValueError(f"Need at least 3 documents, got {len(human)}.")
+    matrices = np.asarray(similarities, dtype=np.float64)
+    stack = matrices[None] if matrices.ndim == 2 else matrices  # (S, n, n)
+    if stack.ndim != 3 or stack.shape[1:] != human.shape or len(stack) == 0:
+        raise ValueError(f"Similarities {name!r} have shape {matrices.shape}; expected {human.shape} "
+                         f"or (seeds, {human.shape[0]}, {human.shape[1]}) as the human ratings.")
+    if not np.all(np.isfinite(stack)) or not np.allclose(stack, stack.transpose(0, 2, 1)):
+        raise ValueError(f"Similarities {name!r} must be finite and symmetric (one value per unordered pair).")
+
+    def score(weights: np.ndarray) -> np.ndarray:
+        rho = resampled_spearman(stack, human, weights)  # (S, m)
+        if np.isnan(rho).any():
             raise ValueError(f"Spearman's rho of {name!r} is undefined (constant similarities or ratings on "
-                             f"{'all pairs' if np.isnan(observed[name]) else 'a resample'}): nothing to rank.")
-    return observed, replicates
-
-
-def _difference(rho: Mapping[str, float], replicates: Mapping[str, np.ndarray], a: str, b: str) -> dict[str, float]:
-    """rho(a) - rho(b), its 95 % percentile interval and two-sided p-value (as ``mtl.extras.notebooks.reports.paired_bootstrap``:
-    the share of resampled differences at least as far from the observed one as the observed one is from 0)."""
-    observed = rho[a] - rho[b]
-    differences = replicates[a] - replicates[b]  # (m,), paired: the same documents drawn for both
-    low, high = np.percentile(differences, [2.5, 97.5])
-    extreme = np.sum(np.abs(differences - observed) >= abs(observed))
-    return {"a": rho[a], "b": rho[b], "difference": observed, "ci_low": float(low), "ci_high": float(high),
-            "p_value": float((extreme + 1) / (len(differences) + 1))}
-
-
-def paired_bootstrap_spearman(a: np.ndarray, b: np.ndarray, human: np.ndarray, n_resamples: int = 2000,
-                              seed: int = 0) -> dict[str, float]:
-    """Paired bootstrap over documents for rho(a) - rho(b), Spearman's rho of two methods against ``human``.
-
-    ``a`` and ``b`` are (n, n) similarity matrices, or (S, n, n) stacks (one per seed, rho averaged over the
-    seeds). Each resample draws n documents with replacement and scores both methods on the pairs among them
-    (``resampled_spearman``). Returns both rhos, the difference, its 95 % percentile interval, a two-sided p-value
-    for "no difference", and the numbers of documents and resamples.
-    """
-    rho, replicates = _bootstrap({"a": a, "b": b}, human, n_resamples, seed)
-    return {**_difference(rho, replicates, "a", "b"), "documents": len(human), "resamples": n_resamples}
+                             f"{'all pairs' if (weights == 1).all() else 'a resample'}): nothing to rank.")
+        return rho
+    return score
 
 
 def spearman_comparisons(similarities: Mapping[str, np.ndarray], human: np.ndarray,
                          comparisons: Sequence[tuple[str, str]], n_resamples: int = 2000,
                          seed: int = 0) -> pd.DataFrame:
-    """``paired_bootstrap_spearman`` for each (A, B) of ``comparisons``, all on the same resamples of documents.
+    """``compare_scores`` of Spearman's rho (``spearman_score``) for each (A, B) of ``comparisons``, all on the
+    same resamples of documents.
 
-    ``similarities`` maps method names to what ``paired_bootstrap_spearman`` takes. One row per comparison,
-    indexed "A vs B": rho_a, rho_b, difference (A - B), ci_low, ci_high, p_value.
+    ``similarities`` maps method names to what ``spearman_score`` takes. One row per comparison, indexed "A vs B":
+    rho_a, rho_b, difference (A - B), ci_low, ci_high, p_value.
     """
     if not comparisons:
         raise ValueError("No comparisons given.")
@@ -163,11 +131,10 @@ def spearman_comparisons(similarities: Mapping[str, np.ndarray], human: np.ndarr
         raise KeyError(f"Comparisons name unknown methods {unknown}; known: {list(similarities)}.")
     if any(a == b for a, b in comparisons):
         raise ValueError(f"A method compared with itself: {[(a, b) for a, b in comparisons if a == b]}.")
-    rho, replicates = _bootstrap({name: similarities[name] for name in names}, human, n_resamples, seed)
-    rows = {f"{a} vs {b}": _difference(rho, replicates, a, b) for a, b in comparisons}
-    table = pd.DataFrame.from_dict(rows, orient="index").rename(columns={"a": "rho_a", "b": "rho_b"})
-    table.index.name = "A vs B"
-    return table
+    scores = {name: spearman_score(similarities[name], human, name) for name in names}
+    rows = {f"{a} vs {b}": compare_scores(scores[a], scores[b], len(human), n_resamples, seed) for a, b in comparisons}
+    table = pd.DataFrame.from_dict(rows, orient="index")[["a", "b", "difference", "ci_low", "ci_high", "p_value"]]
+    return table.rename(columns={"a": "rho_a", "b": "rho_b"}).rename_axis("A vs B")
 
 
 @torch.inference_mode()

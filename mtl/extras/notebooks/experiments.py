@@ -4,8 +4,8 @@ A ``Scenario`` says what is trained: the backbone, ``TrainConfig`` overrides (``
 ``layer_lr_decay``, learning rates), LoRA adapters, which tasks supply training data, and optionally the trained
 model of another scenario (same seed) to continue from. ``run_experiment`` trains one scenario for one seed and
 returns its row; ``run_scenarios`` runs every scenario for every seed with one shared ``PrefixCache`` (runs with the
-same frozen bottom reuse its hidden states instead of recomputing them); ``compare`` tells whether two scenarios
-differ by more than validation-set and seed noise.
+same frozen bottom reuse its hidden states instead of recomputing them); ``compare_scenarios`` tells whether two
+scenarios differ by more than validation-set noise.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import pandas as pd
 from mtl.data.examples import Example
 from mtl.finetuning.freezing import freeze, unfreeze
 from mtl.finetuning.lora import add_lora
-from mtl.evaluation.metrics import TaskPredictions, paired_bootstrap
+from mtl.evaluation.metrics import TaskPredictions, compare_runs
 from mtl.evaluation.predictions import predict_examples
 from mtl.multitask.model import MultiTaskModel
 from mtl.encoder.prefix_cache import PrefixCache
@@ -42,7 +42,8 @@ class Scenario:
 
 def run_experiment(scenario: Scenario, seed: int, tasks: Sequence[str], train_sets: Mapping[str, Sequence[Example]],
                    val_sets: Mapping[str, Sequence[Example]], base: TrainConfig, *, start: MultiTaskModel | None = None,
-                   prefix_cache: PrefixCache | None = None, max_seq_length: int = 64) -> tuple[dict, MultiTaskModel, dict[str, TaskPredictions]]:
+                   prefix_cache: PrefixCache | None = None,
+                   max_seq_length: int = 64) -> tuple[dict, MultiTaskModel, dict[str, TaskPredictions]]:
     """Train one scenario with one seed; return its row, the trained model and its validation predictions per task.
 
     The row: ``seed``, ``trainable`` (parameters with gradients at the end of training, heads included), ``total``,
@@ -81,10 +82,10 @@ def run_scenarios(scenarios: Mapping[str, Scenario], seeds: Sequence[int], tasks
                   train_sets: Mapping[str, Sequence[Example]], val_sets: Mapping[str, Sequence[Example]],
                   base: TrainConfig, max_seq_length: int = 64) -> tuple[pd.DataFrame, dict]:
     """Every scenario for every seed, in order: one row each (``scenario`` first), and the validation predictions
-    {(scenario, seed): {task: TaskPredictions}} for paired comparisons (``compare``). All runs share one prefix cache:
-    runs with the same frozen bottom (seeds, and consecutive scenarios such as heads-only and a frozen drift check)
-    reuse its hidden states, and it starts over by itself when the frozen bottom changes. Models that a later
-    scenario starts from are kept until the end."""
+    {(scenario, seed): {task: TaskPredictions}} for paired comparisons (``compare_scenarios``). All runs share one
+    prefix cache: runs with the same frozen bottom (seeds, and consecutive scenarios such as heads-only and a frozen
+    drift check) reuse its hidden states, and it starts over by itself when the frozen bottom changes. Models that a
+    later scenario starts from are kept until the end."""
     needed = {s.start_from for s in scenarios.values() if s.start_from is not None}
     unknown = needed - set(scenarios)
     if unknown:
@@ -106,19 +107,12 @@ def run_scenarios(scenarios: Mapping[str, Scenario], seeds: Sequence[int], tasks
     return pd.DataFrame(rows), predictions
 
 
-def compare(predictions: Mapping[tuple[str, int], Mapping[str, TaskPredictions]], pairs: Sequence[tuple[str, str]],
-            task: str, n_resamples: int = 2000) -> pd.DataFrame:
-    """One row per (a, b) in ``pairs``: ``paired_bootstrap`` of scenario a against scenario b on ``task``'s main
-    score (macro-F1 / entity F1), paired by validation example and by seed (the seeds both scenarios ran)."""
-    rows = {}
-    for a, b in pairs:
-        seeds = sorted({s for name, s in predictions if name == a} & {s for name, s in predictions if name == b})
-        if not seeds:
-            raise KeyError(f"No seed has predictions of both {a!r} and {b!r}.")
-        result = paired_bootstrap([predictions[a, s][task] for s in seeds], [predictions[b, s][task] for s in seeds],
-                                  n_resamples)
-        rows[f"{a} - {b}"] = {k: result[k] for k in ("a", "b", "difference", "ci_low", "ci_high", "p_value")}
-    return pd.DataFrame(rows).T
+def compare_scenarios(predictions: Mapping[tuple[str, int], Mapping[str, TaskPredictions]],
+                      pairs: Sequence[tuple[str, str]], task: str, n_resamples: int = 2000) -> pd.DataFrame:
+    """One row "a - b" per (a, b) in ``pairs``: ``compare_runs`` of scenario a against scenario b on ``task``'s main
+    score (macro-F1 / entity F1), paired by validation example and by the seeds both scenarios ran."""
+    rows = {f"{a} - {b}": compare_runs(predictions, a, b, task, n_resamples) for a, b in pairs}
+    return pd.DataFrame(rows).T[["a", "b", "difference", "ci_low", "ci_high", "p_value"]].astype(float)
 
 
 def summarize(results: pd.DataFrame, metrics: Sequence[str], digits: int = 3) -> pd.DataFrame:

@@ -44,8 +44,8 @@ def confusion_heatmap(ax: plt.Axes, matrix: np.ndarray, labels: Sequence[str], t
 
 
 def reliability_diagram(ax: plt.Axes, table, title: str) -> None:
-    """Accuracy per confidence bin (bars, from ``mtl.evaluation.metrics.reliability_table``) against the diagonal of perfect
-    calibration; the share of predictions in each bin is written on its bar."""
+    """Accuracy per confidence bin (bars, from ``mtl.evaluation.metrics.reliability_table``) against the diagonal of
+    perfect calibration; the share of predictions in each bin is written on its bar."""
     filled = table[table["count"] > 0]
     width = float(table.upper.iloc[0] - table.lower.iloc[0])
     ax.bar(filled.lower, filled.accuracy, width=width, align="edge", edgecolor="black", color="tab:blue",
@@ -100,9 +100,9 @@ def transfer_tradeoffs(runs, tasks: Sequence[str], floor: str = "all frozen", la
 
 
 def learning_curves(curves, metric: str = "sentiment macro-F1 (test)", title: str = "") -> plt.Figure:
-    """One line per method (``mtl.extras.studies.full_scale.freezing_curves``: mean ± std over seeds per training size) of the test
-    score against training examples, wall time per run and trainable parameters (log scales); the marker grows with
-    the training size, so the three panels can be read together."""
+    """One line per method (``mtl.extras.studies.full_scale.freezing_curves``: mean ± std over seeds per training
+    size) of the test score against training examples, wall time per run and trainable parameters (log scales); the
+    marker grows with the training size, so the three panels can be read together."""
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8), sharey=True)
     sizes = sorted(curves.train_size.unique())
     marker_size = {n: 4 + 3 * i for i, n in enumerate(sizes)}
@@ -140,7 +140,8 @@ def paired_differences(tables, title: str = "") -> plt.Figure:
             row = table.loc[key]
             low, mid, high = float(row.ci_low), float(row.difference), float(row.ci_high)
             line = ax.errorbar(mid, y + offset, xerr=[[mid - low], [high - mid]], fmt="o", capsize=3, color=colour,
-                               markerfacecolor=None if row.significant else "white", label=name if colour is None else None)
+                               markerfacecolor=None if row.significant else "white",
+                               label=name if colour is None else None)
             colour = line.lines[0].get_color()
     ax.axvline(0, color="grey", ls="--", lw=1)
     ax.set_yticks(range(len(rows)), [f"{comparison} ({task})" for comparison, task in rows])

@@ -2,11 +2,11 @@
 single-task models with the same budget.
 
 Choices, sized for two CPU cores (notebook 03 measures the freezing trade-offs, notebook 04 explains each choice):
-MiniLM with mean pooling; the embeddings and the 4 lowest of its 6 blocks frozen and cached (``mtl.encoder.prefix_cache``),
-so each step runs only the top 2 blocks and the heads; the three tasks mixed by temperature sampling (T=2) with
-equal loss weights; classes weighted "balanced" inside each sentence task (sentiment's neutral class is ~10 %);
-training subsets sized to fit the CPU budget. The learning rates and class weighting were chosen on the validation
-split (seed 0) among four variants: see notebook 04.
+MiniLM with mean pooling; the embeddings and the 4 lowest of its 6 blocks frozen and cached
+(``mtl.encoder.prefix_cache``), so each step runs only the top 2 blocks and the heads; the three tasks mixed by
+temperature sampling (T=2) with equal loss weights; classes weighted "balanced" inside each sentence task
+(sentiment's neutral class is ~10 %); training subsets sized to fit the CPU budget. The learning rates and class
+weighting were chosen on the validation split (seed 0) among four variants: see notebook 04.
 """
 from __future__ import annotations
 
@@ -39,7 +39,8 @@ FINAL_MODEL_DIR = CACHE_DIR / "final-model"
 def recipe_data(tasks: Sequence[str] = TASKS, seed: int = 0, val_limit: int | None = VAL_LIMIT,
                 full_data: bool = False) -> tuple[dict[str, list[Example]], dict[str, list[Example]]]:
     """Training and validation sets of the recipe: stratified subsamples (``TRAIN_LIMIT``, ``val_limit``; fixed by
-    ``seed``), or with ``full_data`` every training example (the full-scale studies of ``mtl.extras.studies.full_scale``)."""
+    ``seed``), or with ``full_data`` every training example (the full-scale studies of
+    ``mtl.extras.studies.full_scale``)."""
     return (load_datasets(tasks, "train", None if full_data else TRAIN_LIMIT, seed),
             load_datasets(tasks, "validation", val_limit, seed))
 

@@ -4,8 +4,8 @@
   served from a ``PrefixCache`` shared by every model in the notebook.
 - ``sentence_report``, ``entity_report``, ``confusion``: macro precision / recall / F1, one-vs-rest ROC-AUC and
   confusion matrices (scikit-learn); entity-level scores per type (seqeval).
-- ``paired_bootstrap``: is a difference between two models bigger than test-set noise? Resamples test examples,
-  paired by example and by seed (Efron & Tibshirani 1993; Berg-Kirkpatrick et al., EMNLP 2012, for NLP).
+- ``paired_by_group``: is a difference between two models bigger than test-set noise within each group of examples
+  (``mtl.evaluation.metrics.compare``)?
 - ``prediction_frame``, ``confident_mistakes``, ``scores_by``: predictions per example for error analysis.
 - ``inference_cost``: parameters and prediction time of one multi-task model against one model per task.
 """
@@ -21,13 +21,12 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, r
 
 from mtl.data.examples import TASK_LABELS, Example
 from mtl.finetuning.freezing import freeze
-from mtl.evaluation.metrics import TaskPredictions, classification_scores, paired_bootstrap
+from mtl.evaluation.metrics import TaskPredictions, classification_scores, compare
 from mtl.multitask.model import MultiTaskModel
 from mtl.encoder.prefix_cache import PrefixCache
 from mtl.evaluation.predictions import predict_examples
 from mtl.multitask.task_kinds import task_kind
 from mtl.multitask.tasks import task_spec
-
 
 
 # ---- scoring a model on the test sets --------------------------------------------------------------------------
@@ -102,13 +101,11 @@ def subset(preds: TaskPredictions, positions: Sequence[int]) -> TaskPredictions:
 
 def paired_by_group(a: TaskPredictions, b: TaskPredictions, groups: Sequence[str],
                     n_resamples: int = 2000) -> pd.DataFrame:
-    """``paired_bootstrap`` of a against b within each group of examples (e.g. sentiment by genre), one row per group
-    in sorted order; ``groups[i]`` is the group of example i (example order, as ``prediction_frame`` rows)."""
-    rows = {}
-    for group in sorted(set(groups)):
-        positions = [i for i, g in enumerate(groups) if g == group]
-        rows[group] = paired_bootstrap([subset(a, positions)], [subset(b, positions)], n_resamples)
-    return pd.DataFrame(rows).T
+    """``compare`` of a against b within each group of examples (e.g. sentiment by genre), one row per group in
+    sorted order; ``groups[i]`` is the group of example i (example order, as ``prediction_frame`` rows)."""
+    positions = {group: [i for i, g in enumerate(groups) if g == group] for group in sorted(set(groups))}
+    return pd.DataFrame({group: compare([subset(a, kept)], [subset(b, kept)], n_resamples)
+                         for group, kept in positions.items()}).T
 
 
 def sentence_report(preds: TaskPredictions) -> dict[str, float]:

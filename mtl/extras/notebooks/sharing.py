@@ -1,6 +1,7 @@
-"""Multi-task against single-task (notebook 05, and ``mtl.extras.studies.full_scale`` at full scale): the recipe (``mtl.extras.notebooks.recipe``) trained
-as one multi-task model, as one model per task with the same number of steps per task, and as two controls that
-separate "more topic data" from "sharing an encoder", for several seeds, each scored on the test sets.
+"""Multi-task against single-task (notebook 05, and ``mtl.extras.studies.full_scale`` at full scale): the recipe
+(``mtl.extras.notebooks.recipe``) trained as one multi-task model, as one model per task with the same number of steps
+per task, and as two controls that separate "more topic data" from "sharing an encoder", for several seeds, each
+scored on the test sets.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pandas as pd
 from mtl.extras.notebooks import recipe
 from mtl.data.examples import Example
 from mtl.extras.notebooks.reports import flat_scores, predict_tests, through_cache
-from mtl.evaluation.metrics import TaskPredictions, main_score, paired_bootstrap
+from mtl.evaluation.metrics import TaskPredictions, compare_runs, main_score, shared_seeds
 from mtl.multitask.model import MultiTaskModel
 from mtl.encoder.prefix_cache import PrefixCache
 from mtl.training.sampling import task_probabilities
@@ -31,7 +32,8 @@ COMPARISONS = [
 def single_task_steps(sizes: Mapping[str, int], steps_per_epoch: int, strategy: str = recipe.CONFIG.sampling,
                       temperature: float = recipe.CONFIG.temperature) -> dict[str, int]:
     """Steps per epoch of a single-task model with the same budget as the multi-task one: the expected number of
-    multi-task steps that draw a batch of that task, ``steps_per_epoch * p_task`` (``mtl.training.sampling``), rounded."""
+    multi-task steps that draw a batch of that task, ``steps_per_epoch * p_task`` (``mtl.training.sampling``),
+    rounded."""
     probabilities = task_probabilities(sizes, strategy, temperature)
     return {task: max(1, round(steps_per_epoch * p)) for task, p in probabilities.items()}
 
@@ -86,24 +88,16 @@ class SeedStudy:
                 for (setup, seed), preds in self.predictions.items()]
         return pd.DataFrame(rows).set_index(["setup", "seed"]).sort_index()
 
-    def paired(self, task: str, a: str = "multi-task", b: str = "single-task", n_resamples: int = 2000,
-               seed: int = 0) -> dict[str, float]:
-        """``paired_bootstrap`` of setup ``a`` against setup ``b`` on ``task``, paired by seed and test example."""
-        for setup in (a, b):
-            if task not in self.predictions.get((setup, self.seeds[0]), {}):
-                raise KeyError(f"Setup {setup!r} has no {task!r} predictions; setups: {list(self.setups)}.")
-        return paired_bootstrap([self.predictions[a, s][task] for s in self.seeds],
-                                [self.predictions[b, s][task] for s in self.seeds], n_resamples, seed)
-
     def compare(self, comparisons: Sequence[tuple[str, str, str]], n_resamples: int = 2000,
                 alpha: float = 0.05) -> pd.DataFrame:
-        """One row per (setup a, setup b, task): ``paired`` of a against b, the difference per seed, and
-        ``significant``: p below ``alpha`` divided by the number of comparisons (Bonferroni)."""
+        """One row per (setup a, setup b, task): ``compare_runs`` of a against b on the task's test predictions,
+        the difference per seed both have, and ``significant``: p below ``alpha`` divided by the number of
+        comparisons (Bonferroni)."""
         rows = {}
         for a, b, task in comparisons:
-            result = self.paired(task, a, b, n_resamples)
+            result = compare_runs(self.predictions, a, b, task, n_resamples)
             per_seed = {f"seed {s}": main_score(self.predictions[a, s][task]) - main_score(self.predictions[b, s][task])
-                        for s in self.seeds}
+                        for s in shared_seeds(self.predictions, a, b)}
             rows[f"{a} - {b}", task] = {k: result[k] for k in ("metric", "a", "b", "difference", "ci_low", "ci_high",
                                                                 "p_value")} | per_seed
         table = pd.DataFrame(rows).T.rename_axis(["comparison", "task"])

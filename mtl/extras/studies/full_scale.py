@@ -1,5 +1,5 @@
-"""The full-scale studies (issue 14): the training results of notebooks 03-05 at realistic budgets, too slow for CI,
-recorded run by run under ``results/studies/`` by ``mtl.extras.studies.runner`` and read back by the notebooks and README.
+"""The full-scale studies: the training results of notebooks 03-05 at realistic budgets, too slow for CI, recorded
+run by run under ``results/studies/`` by ``mtl.extras.studies.runner`` and read back by the notebooks and README.
 
 - ``recipe``: notebook 04's recipe on all training data of every task (no subsample), epochs chosen on validation
   (early stopping), 3 seeds; ``baselines``: every baseline fitted on the same full training data, tuned on the same
@@ -9,7 +9,8 @@ recorded run by run under ``results/studies/`` by ``mtl.extras.studies.runner`` 
   heads only / top-2 / LoRA / full fine-tuning / gradual + discriminative.
 
 Every run is scored on the full test split of its tasks; its record keeps the kept epoch's validation scores, the
-test scores and the test predictions (label indices), from which paired bootstraps are recomputed.
+test scores and the test predictions (label indices), from which paired comparisons are recomputed
+(``mtl.evaluation.metrics.compare``).
 
 Usage: ``python -m mtl.extras.studies [recipe baselines sharing freezing] [--seeds 0 1 2] [--sizes 250 1000]``
 (``make results`` runs them all; resumable: a rerun skips what is recorded).
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import nullcontext
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
 
@@ -30,7 +32,7 @@ from mtl.evaluation.baselines import fit_baselines
 from mtl.data.examples import TASK_LABELS, Example
 from mtl.extras.notebooks.experiments import Scenario
 from mtl.finetuning.lora import add_lora
-from mtl.evaluation.metrics import TaskPredictions, paired_bootstrap
+from mtl.evaluation.metrics import TaskPredictions, compare, compare_runs, shared_seeds
 from mtl.paths import RESULTS_DIR
 from mtl.encoder.prefix_cache import PrefixCache
 from mtl.multitask.task_kinds import task_kind
@@ -190,10 +192,7 @@ def expand(task: str, predicted: Sequence, examples: Sequence[Example]) -> TaskP
 
 def scored(model, test_sets: Mapping[str, Sequence[Example]], frozen: Sequence[str] = ()) -> dict:
     """Test scores and compact predictions; the ``frozen`` bottom (if any) served from its shared cache."""
-    if frozen:
-        with ev.through_cache(model, cache_for(frozen), frozen):
-            predictions = ev.predict_tests(model, test_sets)
-    else:
+    with ev.through_cache(model, cache_for(frozen), frozen) if frozen else nullcontext():
         predictions = ev.predict_tests(model, test_sets)
     return {"test": ev.flat_scores(predictions), "predictions": compact(predictions)}
 
@@ -203,21 +202,6 @@ def kept_epoch(history) -> dict:
     best = history.loc[history["val/main"].idxmax()]  # the first best epoch, as ``train`` keeps it
     return {"epochs_run": int(history["epoch"].max()), "kept_epoch": int(best["epoch"]),
             "validation": {k[4:]: float(v) for k, v in best.items() if k.startswith("val/") and "@" not in k}}
-
-
-def execute(run: StudyRun) -> dict:
-    """Run one study run from its definition and return what its record keeps."""
-    if run.study == "recipe":
-        return _execute_recipe(run)
-    if run.study == "baselines":
-        return baselines_on_all_data()
-    if run.study == "sharing":
-        return _execute_sharing(run)
-    if run.study == "freezing":
-        return _execute_freezing(run)
-    if run.study == "tuned_freezing":
-        return _execute_tuned(run)
-    raise KeyError(f"Unknown study {run.study!r}.")
 
 
 def _tests(tasks: Sequence[str]) -> dict[str, list[Example]]:
@@ -251,30 +235,15 @@ def _execute_sharing(run: StudyRun) -> dict:
 
 
 def _execute_freezing(run: StudyRun) -> dict:
-    task, size, scenario = run.params["task"], run.params["train_size"], METHODS[run.setup.rsplit(", n=", 1)[0]]
-    train_sets = load_datasets([task], "train", size)  # the same stratified subset for every method and seed
-    val_sets = load_datasets([task], "validation", VAL_LIMIT)
-    steps = max(len(train_sets[task]) // FREEZING_BASE.batch_size, MIN_STEPS_PER_EPOCH)
-    config = replace(FREEZING_BASE, seed=run.seed, steps_per_epoch=steps, **scenario.config)
-    set_seed(run.seed)
-    model = build_model([task], backbone=scenario.backbone, max_seq_length=recipe.MODEL["max_seq_length"])
-    if scenario.lora is not None:
-        add_lora(model, **scenario.lora)
-    frozen = config.freeze if config.freeze and not config.unfreeze_schedule else []
-    history = train(model, train_sets, val_sets, config, prefix_cache=cache_for(frozen) if frozen else None)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return {"train_size": len(train_sets[task]), "steps_per_epoch": steps, "trainable": trainable,
-            **kept_epoch(history), **scored(model, _tests([task]), frozen)}
-
-
-def _execute_tuned(run: StudyRun) -> dict:
-    """A tuned freezing run, decided by its parameters alone (scenario, config, size)."""
-    task, size, params = run.params["task"], run.params["train_size"], run.params
+    """A run of the freezing or the tuned freezing study, decided by its parameters alone: the scenario, its
+    ``TrainConfig`` (the scenario's overrides on top), the training size and the validation limit."""
+    params, task = run.params, run.params["task"]
     scenario = Scenario(**{**params["scenario"], "config": {}})
-    train_sets = load_datasets([task], "train", size)  # the same stratified subset for every method and seed
+    train_sets = load_datasets([task], "train", params["train_size"])  # one stratified subset for every method and seed
     val_sets = load_datasets([task], "validation", params["val_limit"])
     steps = max(len(train_sets[task]) // params["config"]["batch_size"], params["min_steps_per_epoch"])
-    config = TrainConfig.from_dict({**params["config"], "seed": run.seed, "steps_per_epoch": steps})
+    config = TrainConfig.from_dict({**params["config"], **params["scenario"]["config"], "seed": run.seed,
+                                    "steps_per_epoch": steps})
     set_seed(run.seed)
     model = build_model([task], backbone=scenario.backbone, max_seq_length=recipe.MODEL["max_seq_length"])
     if scenario.lora is not None:
@@ -293,9 +262,9 @@ STUDY_BASELINES = {"majority class": ("topic", "sentiment"), "TF-IDF + LR": ("to
 
 
 def baselines_on_all_data(methods: Mapping[str, Sequence[str]] = STUDY_BASELINES) -> dict:
-    """``mtl.evaluation.baselines.fit_baselines`` (C and class weighting tuned on validation) on the full training splits; test
-    predictions in ``compact`` form. ``methods``: all of the study's, or some of them (CI's spot-check leaves out the
-    frozen-MiniLM probe, which encodes every training sentence)."""
+    """``mtl.evaluation.baselines.fit_baselines`` (C and class weighting tuned on validation) on the full training
+    splits; test predictions in ``compact`` form. ``methods``: all of the study's, or some of them (CI's spot-check
+    leaves out the frozen-MiniLM probe, which encodes every training sentence)."""
     train_sets, tests = load_datasets(recipe.TASKS, "train"), _tests(recipe.TASKS)
     val_sets = load_datasets(recipe.TASKS, "validation", VAL_LIMIT)
     if "frozen MiniLM + LR" in methods:
@@ -311,6 +280,15 @@ def baselines_on_all_data(methods: Mapping[str, Sequence[str]] = STUDY_BASELINES
         out["test"][method] = ev.flat_scores(preds)
         out["predictions"][method] = compact(preds)
     return out
+
+
+def execute(run: StudyRun) -> dict:
+    """Run one study run from its definition and return what its record keeps."""
+    executors = {"recipe": _execute_recipe, "baselines": lambda _: baselines_on_all_data(),
+                 "sharing": _execute_sharing, "freezing": _execute_freezing, "tuned_freezing": _execute_freezing}
+    if run.study not in executors:
+        raise KeyError(f"Unknown study {run.study!r}.")
+    return executors[run.study](run)
 
 
 # ---- reading the records ---------------------------------------------------------------------------------------
@@ -349,24 +327,19 @@ def seed_table(study: str, metrics: Sequence[str]) -> pd.DataFrame:
     return table
 
 
+def run_predictions(study_records: Sequence[dict]) -> dict[tuple[str, int], dict[str, TaskPredictions]]:
+    """The test predictions of recorded model runs, {(setup, seed): {task: TaskPredictions}}, to pair with
+    ``compare_runs``."""
+    tests = _tests(sorted({task for record in study_records for task in record["results"]["predictions"]}))
+    return {(record["setup"], record["seed"]): {task: expand(task, predicted, tests[task])
+                                                for task, predicted in record["results"]["predictions"].items()}
+            for record in study_records}
+
+
 def recorded_predictions(study: str, setup: str, task: str) -> list[TaskPredictions]:
     """The test predictions on ``task`` of every recorded seed of one setup (seed order), to pair with others."""
-    tests = _tests([task])[task]
-    runs = sorted((r for r in recorded(study) if r["setup"] == setup), key=lambda r: r["seed"])
-    return [expand(task, r["results"]["predictions"][task], tests) for r in runs]
-
-
-def paired(study: str, a: str, b: str, task: str, n_resamples: int = 2000) -> dict[str, float] | None:
-    """Paired bootstrap of setup a against setup b of one study on ``task``'s test split, paired by test example and
-    by the seeds both have recorded (None if they share no seed)."""
-    by_key = {(r["setup"], r["seed"]): r for r in recorded(study)}
-    seeds = sorted({s for (setup, s) in by_key if setup == a} & {s for (setup, s) in by_key if setup == b})
-    if not seeds:
-        return None
-    tests = _tests([task])[task]
-    preds = {setup: [expand(task, by_key[setup, s]["results"]["predictions"][task], tests) for s in seeds]
-             for setup in (a, b)}
-    return paired_bootstrap(preds[a], preds[b], n_resamples)
+    predictions = run_predictions([record for record in recorded(study) if record["setup"] == setup])
+    return [predictions[setup, seed][task] for seed in sorted(seed for _, seed in predictions)]
 
 
 def _sharing_records() -> list[dict]:
@@ -379,17 +352,12 @@ def sharing_study() -> sharing.SeedStudy:
     same code as notebook 05's CI-sized one (``compare``, ``scores``). Only seeds recorded for every setup count."""
     sizes, steps = full_epoch()
     study = sharing.SeedStudy(sharing.study_setups(sizes, steps))
-    by_seed: dict[int, dict[str, dict]] = {}
-    for record in _sharing_records():
-        by_seed.setdefault(record["seed"], {})[record["setup"]] = record
-    tests = _tests(recipe.TASKS)
-    for seed, by_setup in sorted(by_seed.items()):
-        if set(by_setup) != set(study.setups):
-            continue
-        for setup, record in by_setup.items():
-            study.predictions[setup, seed] = {task: expand(task, predicted, tests[task])
-                                              for task, predicted in record["results"]["predictions"].items()}
-            study.seconds[setup, seed] = record["seconds"]
+    found, setups = _sharing_records(), {}
+    for record in found:
+        setups.setdefault(record["seed"], set()).add(record["setup"])
+    complete = [record for record in found if setups[record["seed"]] == set(study.setups)]
+    study.predictions = run_predictions(complete)
+    study.seconds = {(record["setup"], record["seed"]): record["seconds"] for record in complete}
     return study
 
 
@@ -409,33 +377,31 @@ def sharing_epochs() -> pd.DataFrame:
 
 def recipe_against_baselines(n_resamples: int = 2000) -> pd.DataFrame:
     """The full-scale recipe (every recorded seed) minus each baseline on each task it predicts, main score on the
-    test split: paired bootstrap over test examples (a baseline is deterministic: the same predictions for every
-    seed). Empty until both studies have records."""
-    model, baselines = recorded("recipe"), recorded("baselines")
+    test split: ``compare`` over test examples (a baseline is deterministic: the same predictions for every seed).
+    Empty until both studies have records."""
+    model, baselines = run_predictions(recorded("recipe")), recorded("baselines")
     if not model or not baselines:
         return pd.DataFrame(columns=["a", "b", "difference", "ci_low", "ci_high", "seeds"])
+    ours = [model["multi-task", seed] for seed in sorted(seed for _, seed in model)]
     rows = {}
     for method, by_task in baselines[0]["results"]["predictions"].items():
         for task, predicted in by_task.items():
-            tests = _tests([task])[task]
-            ours = [expand(task, r["results"]["predictions"][task], tests) for r in model]
-            theirs = expand(task, predicted, tests)
-            result = paired_bootstrap(ours, [theirs] * len(ours), n_resamples)
+            theirs = expand(task, predicted, _tests([task])[task])
+            result = compare([seed[task] for seed in ours], [theirs] * len(ours), n_resamples)
             rows[method, task] = {k: result[k] for k in ("a", "b", "difference", "ci_low", "ci_high", "seeds")}
     return pd.DataFrame(rows).T.rename_axis(["baseline", "task"])
 
 
 def freezing_gains(reference: str = "heads only", n_resamples: int = 2000) -> pd.DataFrame:
-    """Each method minus ``reference`` on sentiment test macro-F1 per training size: the paired bootstrap over test
+    """Each method minus ``reference`` on sentiment test macro-F1 per training size: ``compare_runs`` over test
     sentences and the seeds both have recorded (rows only where both have one)."""
+    predictions = run_predictions(recorded("freezing"))
     rows = {}
     for size in SIZES:
         for method in METHODS:
-            if method == reference:
-                continue
-            result = paired("freezing", f"{method}, n={size or 'all'}", f"{reference}, n={size or 'all'}", "sentiment",
-                            n_resamples)
-            if result is not None:
+            a, b = f"{method}, n={size or 'all'}", f"{reference}, n={size or 'all'}"
+            if method != reference and shared_seeds(predictions, a, b):
+                result = compare_runs(predictions, a, b, "sentiment", n_resamples)
                 rows[method, size or "all"] = {k: result[k] for k in ("difference", "ci_low", "ci_high", "seeds")}
     if not rows:
         return pd.DataFrame(columns=["difference", "ci_low", "ci_high", "seeds"])

@@ -1,8 +1,9 @@
-"""README's results tables, generated from the notebooks' recorded results (``results/*.json``, ``mtl.extras.notebooks.results``).
+"""README's results tables, generated from the notebooks' recorded results (``results/*.json``,
+``mtl.extras.notebooks.results``) and the full-scale studies' records (``mtl.extras.studies.full_scale``).
 
-``python -m mtl.extras.studies.readme`` rewrites every block between ``<!-- results: NAME -->`` and ``<!-- /results -->`` in
-README.md; ``tests/test_readme.py`` fails when a block differs from what the results say, so a number in README
-cannot drift from the notebooks that produced it.
+``python -m mtl.extras.studies.readme`` rewrites every block between ``<!-- results: NAME -->`` and
+``<!-- /results -->`` in README.md; ``tests/test_readme.py`` fails when a block differs from what the results say, so
+a number in README cannot drift from the notebooks that produced it.
 """
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mtl.evaluation.metrics import separated
-from mtl.paths import PROJ_ROOT
 from mtl.extras.notebooks.results import load
+from mtl.extras.notebooks.sharing import COMPARISONS
+from mtl.extras.studies import full_scale as studies
+from mtl.paths import PROJ_ROOT
 
 README = PROJ_ROOT / "README.md"
 BLOCK = re.compile(r"(<!-- results: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.DOTALL)
@@ -29,9 +32,11 @@ def f3(value: float) -> str:
     return f"{value:.3f}"
 
 
-def interval(values: dict, prefix: str) -> str:
-    """"+0.025 (0.010 to 0.041)" from ``prefix/difference``, ``prefix/ci_low``, ``prefix/ci_high``."""
-    return f"{values[prefix + '/difference']:+.3f} ({values[prefix + '/ci_low']:+.3f} to {values[prefix + '/ci_high']:+.3f})"
+def interval(values, prefix: str = "") -> str:
+    """"+0.025 (+0.010 to +0.041)" from the ``difference``, ``ci_low`` and ``ci_high`` of ``values`` (a comparison,
+    a table row, or recorded results whose keys start with ``prefix``)."""
+    difference, low, high = (values[prefix + key] for key in ("difference", "ci_low", "ci_high"))
+    return f"{difference:+.3f} ({low:+.3f} to {high:+.3f})"
 
 
 def embeddings() -> str:
@@ -48,7 +53,7 @@ def embedding_orders() -> str:
     """Notebook 01: every tested order of two embeddings, paired bootstrap over the Lee documents, 95 % interval."""
     r = load("01_sentence_embeddings")
     pairs = sorted({key.split("/")[1] for key in r if key.startswith("bootstrap/")})
-    rows = [[pair.replace(" vs ", " - "), interval(r, f"bootstrap/{pair}"),
+    rows = [[pair.replace(" vs ", " - "), interval(r, f"bootstrap/{pair}/"),
              "yes" if separated({k: r[f"bootstrap/{pair}/{k}"] for k in ("ci_low", "ci_high")}) else "within noise"]
             for pair in pairs]
     return table(["a - b (Spearman's rho)", "difference (95 % interval)", "separated?"], rows)
@@ -73,7 +78,7 @@ def bigger_encoder() -> str:
     r = load("03_training_considerations")
     keys = sorted({tuple(key.split("/")[1:3]) for key in r if key.startswith("mpnet_compare/")}, key=lambda k: (k[1], k[0]))
     rows = [[f"{pair} ({task})", f3(r[f"mpnet_compare/{task}/{pair}/a"]), f3(r[f"mpnet_compare/{task}/{pair}/b"]),
-             interval(r, f"mpnet_compare/{task}/{pair}")] for task, pair in keys]
+             interval(r, f"mpnet_compare/{task}/{pair}/")] for task, pair in keys]
     return table(["a - b (macro-F1, validation)", "a", "b", "difference (95 % interval)"], rows)
 
 
@@ -96,7 +101,7 @@ def model_vs_baselines() -> str:
     r = load("05_evaluation")
     names = sorted({key.split("/")[1] for key in r if key.startswith("final_vs_baselines/")})
     rows = [[name.removeprefix("model - "), f3(r[f"final_vs_baselines/{name}/a"]), f3(r[f"final_vs_baselines/{name}/b"]),
-             interval(r, f"final_vs_baselines/{name}")] for name in names]
+             interval(r, f"final_vs_baselines/{name}/")] for name in names]
     return table(["baseline (task)", "model", "baseline", "model - baseline (95 % interval)"], rows)
 
 
@@ -105,7 +110,7 @@ def sharing() -> str:
     r = load("05_evaluation")
     pairs = sorted({tuple(key.split("/")[1:3]) for key in r if key.startswith("paired/")}, key=lambda p: (p[1], p[0]))
     rows = [[comparison, task, f3(r[f"paired/{comparison}/{task}/a"]), f3(r[f"paired/{comparison}/{task}/b"]),
-             interval(r, f"paired/{comparison}/{task}")] for comparison, task in pairs]
+             interval(r, f"paired/{comparison}/{task}/")] for comparison, task in pairs]
     return table(["a - b", "task", "a", "b", "difference (95 % interval)"], rows)
 
 
@@ -118,16 +123,12 @@ def mean_std(mean: float, std: float) -> str:
 
 def provenance_line(study_names: list[str]) -> str:
     """The records' provenance (``mtl.extras.studies.full_scale.provenance``), in italics under a table."""
-    from mtl.extras.studies import full_scale as studies
-
     return f"_{studies.provenance(study_names)}_\n"
 
 
 def full_scale_recipe() -> str:
-    """Study 1 (``mtl.extras.studies.full_scale``): the recipe on all training data, mean ± std over recorded seeds, and every baseline
-    fitted on the same full training data, on the test splits."""
-    from mtl.extras.studies import full_scale as studies
-
+    """Study 1: the recipe on all training data, mean ± std over recorded seeds, and every baseline fitted on the same
+    full training data, on the test splits."""
     model = studies.seed_table("recipe", RECIPE_METRICS)
     epochs = ", ".join(f"{r['results']['kept_epoch']}/{r['results']['epochs_run']}" for r in studies.recorded("recipe"))
     rows = [[f"multi-task model, all training data ({int(n)} seed{'s' * (n > 1)})",
@@ -137,45 +138,38 @@ def full_scale_recipe() -> str:
         for method, scores in record["results"]["test"].items():
             rows.append([f"{method} (all training data)", *(f3(scores[m]) if m in scores else "-" for m in RECIPE_METRICS),
                          ""])
-    rows.append(["issue 14's target", "0.920", "0.680", "0.700", ""])
+    rows.append(["project target", "0.920", "0.680", "0.700", ""])
     return table(["method", "topic accuracy", "sentiment macro-F1", "NER entity F1 (vs spaCy)",
                   "epoch kept / run, per seed"], rows) + "\n" + provenance_line(["recipe", "baselines"])
 
 
 def full_scale_vs_baselines() -> str:
     """Study 1: the full-scale recipe minus each baseline, main score per task, paired bootstrap (95 % interval)."""
-    from mtl.extras.studies import full_scale as studies
-
     gaps = studies.recipe_against_baselines()
     if gaps.empty:
         return "_Not recorded yet._\n"
     metric = {"topic": "macro-F1", "sentiment": "macro-F1", "ner": "entity F1"}
-    rows = [[f"{method} ({task}, {metric[task]})", f3(g.a), f3(g.b),
-             f"{g.difference:+.3f} ({g.ci_low:+.3f} to {g.ci_high:+.3f})"] for (method, task), g in gaps.iterrows()]
+    rows = [[f"{method} ({task}, {metric[task]})", f3(g.a), f3(g.b), interval(g)]
+            for (method, task), g in gaps.iterrows()]
     return table(["baseline (task, score)", "model", "baseline", "model - baseline (95 % interval)"], rows)
 
 
 def full_scale_sharing() -> str:
-    """Study 2 (``mtl.extras.studies.full_scale``): notebook 05's comparisons of multi- and single-task setups on all training data,
-    paired bootstrap over test examples and every seed recorded for all setups (95 % interval, Bonferroni)."""
-    from mtl.extras.notebooks import sharing
-    from mtl.extras.studies import full_scale as studies
-
+    """Study 2: notebook 05's comparisons of multi- and single-task setups on all training data, paired bootstrap
+    over test examples and every seed recorded for all setups (95 % interval, Bonferroni)."""
     study = studies.sharing_study()
     if not study.seeds:
         return "_Not recorded yet._\n"
-    compared = study.compare(sharing.COMPARISONS)
-    rows = [[comparison, task, f3(c.a), f3(c.b), f"{c.difference:+.3f} ({c.ci_low:+.3f} to {c.ci_high:+.3f})",
-             "yes" if c.significant else "no"] for (comparison, task), c in compared.iterrows()]
+    compared = study.compare(COMPARISONS)
+    rows = [[comparison, task, f3(c.a), f3(c.b), interval(c), "yes" if c.significant else "no"]
+            for (comparison, task), c in compared.iterrows()]
     return (table(["a - b", "task", "a", "b", f"difference (95 % interval), {len(study.seeds)} seeds",
                    f"p < 0.05 / {len(compared)}?"], rows) + "\n" + provenance_line(["recipe", "sharing"]))  # multi-task: recipe
 
 
 def full_scale_freezing() -> str:
-    """Study 3 (``mtl.extras.studies.full_scale``): sentiment test macro-F1 (mean ± std over recorded seeds) per method and number of
-    training sentences."""
-    from mtl.extras.studies import full_scale as studies
-
+    """Study 3: sentiment test macro-F1 (mean ± std over recorded seeds) per method and number of training
+    sentences."""
     frame = studies.seed_table("freezing", ["sentiment/macro_f1"])
     sizes = [f"n={size or 'all'}" for size in studies.SIZES]
     rows = []
@@ -192,8 +186,6 @@ def full_scale_freezing() -> str:
 
 def full_scale_freezing_gains() -> str:
     """Study 3: each method minus heads only per training size, paired bootstrap over test sentences and seeds."""
-    from mtl.extras.studies import full_scale as studies
-
     gains = studies.freezing_gains()
     if gains.empty:
         return "_No pair of runs recorded yet._\n"
@@ -206,15 +198,13 @@ def full_scale_freezing_gains() -> str:
                 cells.append("-")
                 continue
             g = gains.loc[(method, size)]
-            cells.append(f"{g.difference:+.3f} ({g.ci_low:+.3f} to {g.ci_high:+.3f}), {int(g.seeds)} seed{'s' * (int(g.seeds) > 1)}")
+            cells.append(f"{interval(g)}, {int(g.seeds)} seed{'s' * (int(g.seeds) > 1)}")
         rows.append([f"{method} - heads only", *cells])
     return table(["sentiment macro-F1", *(f"{size} sentences" for size in sizes)], rows)
 
 
 def full_scale_cost() -> str:
     """What ``make results`` cost: per study, the recorded runs, their wall hours and the CPUs they ran on."""
-    from mtl.extras.studies import full_scale as studies
-
     rows, total = [], 0.0
     for name in ("recipe", "baselines", "sharing", "freezing"):
         runs = studies.recorded(name)
