@@ -85,11 +85,11 @@ def test_validation_scores_each_task_on_its_own_dataset_and_reports_the_others(t
 
 def test_ner_is_scored_on_whole_sentences_words_past_the_length_limit_count_as_o(tiny_model):
     from mtl.data.examples import Example
-    from mtl.evaluation.predictions import predict_examples
+    from mtl.evaluation.predictions import predict
 
     words = tuple(f"w{i}" for i in range(60))  # far more than max_seq_length=32 word pieces
     tags = ["B-PER"] + ["O"] * 58 + ["B-LOC"]  # the last entity lies past the limit
-    preds = predict_examples(tiny_model, [Example(" ".join(words), {"ner": tags}, words)], tasks=["ner"])["ner"]
+    preds = predict(tiny_model, [Example(" ".join(words), {"ner": tags}, words)], tasks=["ner"])["ner"]
     assert preds.true == [tags] and len(preds.pred[0]) == 60
     assert preds.pred[0][-20:] == ["O"] * 20  # never seen by the model: predicted "O", so the LOC entity is missed
 

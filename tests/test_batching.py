@@ -1,4 +1,4 @@
-"""Length-sorted batching gives every row back in input order: encode, predict, predict_examples, embed_with_poolings.
+"""Length-sorted batching gives every row back in input order: encode, predict, predict, embed_with_poolings.
 
 Each function batches texts sorted by length (less padding) and must undo the sort. The texts below are in an
 order unlike their length order, and the batches are small, so a missing or wrong inverse permutation shows up as
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mtl.data.examples import Example
-from mtl.evaluation.predictions import predict_examples
+from mtl.evaluation.predictions import predict
 from mtl.evaluation.similarity import embed_with_poolings
 
 TEXTS = [
@@ -59,12 +59,12 @@ def test_predict_restores_input_order(tiny_model):
             assert text[entity["start"] : entity["end"]] == entity["text"] != ""
 
 
-def test_predict_examples_keeps_each_row_with_its_example(tiny_model):
+def test_predict_keeps_each_row_with_its_example(tiny_model):
     labels = ["business", "tech", "politics", "sports", "entertainment", "tech", "politics"]
     examples = [Example(text, {"topic": label}) for text, label in zip(TEXTS, labels)]
-    out = predict_examples(tiny_model, examples, batch_size=2)["topic"]
+    out = predict(tiny_model, examples, batch_size=2)["topic"]
     assert sorted(out.index) == list(range(len(examples)))
-    alone = {i: predict_examples(tiny_model, [ex], batch_size=1)["topic"] for i, ex in enumerate(examples)}
+    alone = {i: predict(tiny_model, [ex], batch_size=1)["topic"] for i, ex in enumerate(examples)}
     for row, i in enumerate(out.index):
         assert out.true[row] == examples[i].labels["topic"]  # the gold label travelled with its example
         assert out.pred[row] == alone[i].pred[0]

@@ -24,7 +24,7 @@ import pytest
 from scipy import stats
 from scipy.special import ndtr
 
-from mtl.evaluation.compare import compare, detectable, family, holm, tost, verdict
+from mtl.evaluation.compare import compare_seeds, detectable, family, holm, tost, verdict
 
 
 def f1(correct, predicted, true):
@@ -126,7 +126,7 @@ def test_intervals_cover_the_true_difference(task, seeds):
     covered, covered_examples_only, differences, spread = [], [], [], []
     for start in range(0, studies, chunk):
         a, b = simulate(rng, chunk, seeds, n, spec, sigma, rho=0.5)
-        both = compare(a, b, score, n_resamples=200, seed=start)  # arrays over the chunk's studies
+        both = compare_seeds(a, b, score, n_resamples=200, seed=start)  # arrays over the chunk's studies
         covered.append((both["ci_low"] <= truth) & (truth <= both["ci_high"]))
         examples_only = 1.959964 * both["se_test"]  # seeds held fixed: the example bootstrap's normal interval
         covered_examples_only.append(np.abs(both["difference"] - truth) <= examples_only)
@@ -152,7 +152,7 @@ def small_study(seed=0, S=5, n=400, sigma=0.5, rho=0.5):
 
 def test_difference_is_the_plain_difference_of_mean_scores():
     a, b = small_study()
-    result = compare(a, b, macro_f1, n_resamples=300)
+    result = compare_seeds(a, b, macro_f1, n_resamples=300)
     assert result["a"] == pytest.approx(macro_f1(a.sum(1)).mean(), abs=1e-6)
     assert result["b"] == pytest.approx(macro_f1(b.sum(1)).mean(), abs=1e-6)
     assert result["difference"] == pytest.approx(result["a"] - result["b"], abs=1e-12)
@@ -161,7 +161,7 @@ def test_difference_is_the_plain_difference_of_mean_scores():
     assert (result["seeds"], result["examples"]) == (5, 400)
     assert result["method"].startswith("seeds and test examples")
     # a deterministic B (one seed) broadcasts against A's seeds
-    broadcast, repeated = compare(a, b[:1], macro_f1), compare(a, np.repeat(b[:1], 5, axis=0), macro_f1)
+    broadcast, repeated = compare_seeds(a, b[:1], macro_f1), compare_seeds(a, np.repeat(b[:1], 5, axis=0), macro_f1)
     assert broadcast == pytest.approx(repeated)
 
 
@@ -171,14 +171,14 @@ def test_pairing_narrows_the_interval():
     rng = np.random.default_rng(1)
     a, b = simulate_classes(rng, 20, 5, 1000, SENTIMENT, sigma=0.9, rho=0.95)  # (20 studies, 5, 1000, 9)
     shuffled = np.roll(b, 1, axis=1)[:, :, rng.permutation(1000)]
-    paired, unpaired = compare(a, b, macro_f1, n_resamples=300), compare(a, shuffled, macro_f1, n_resamples=300)
+    paired, unpaired = compare_seeds(a, b, macro_f1, n_resamples=300), compare_seeds(a, shuffled, macro_f1, n_resamples=300)
     assert np.median(paired["se"]) < 0.6 * np.median(unpaired["se"])
     assert np.allclose(paired["difference"], unpaired["difference"])  # the same scores, differently matched
 
 
 def test_one_seed_falls_back_to_test_examples_only():
     a, b = small_study()
-    result = compare(a[:1], b[:1], macro_f1, n_resamples=500)
+    result = compare_seeds(a[:1], b[:1], macro_f1, n_resamples=500)
     assert result["method"] == "test examples only (1 seed)" and result["seeds"] == 1
     assert result["df"] == np.inf
     assert result["se"] == result["se_test"]
@@ -195,7 +195,7 @@ def test_holm_matches_a_hand_computed_example():
 
 def test_tost_and_detectable():
     a, b = small_study(seed=2, sigma=0.2)
-    same = compare(a, a[np.r_[1:5, 0]], macro_f1)  # A against itself with seeds rotated: difference 0
+    same = compare_seeds(a, a[np.r_[1:5, 0]], macro_f1)  # A against itself with seeds rotated: difference 0
     assert abs(same["difference"]) < 1e-12 and tost(same, margin=0.05) < 0.05  # equivalent within 0.05
     far = dict(same, difference=0.1)
     assert tost(far, margin=0.02) > 0.5  # a big difference is not equivalent
@@ -210,19 +210,19 @@ def test_tost_and_detectable():
 def test_bad_input_raises_a_clear_error():
     a, b = small_study(n=50)
     with pytest.raises(ValueError, match="same seeds, or one seed"):
-        compare(a, b[:, :40], macro_f1)  # other test examples
+        compare_seeds(a, b[:, :40], macro_f1)  # other test examples
     with pytest.raises(ValueError, match="same seeds, or one seed"):
-        compare(a, b[:3], macro_f1)  # 5 seeds against 3
+        compare_seeds(a, b[:3], macro_f1)  # 5 seeds against 3
     with pytest.raises(ValueError, match="at least one seed"):
-        compare(a[:0], b[:0], macro_f1)
+        compare_seeds(a[:0], b[:0], macro_f1)
     with pytest.raises(ValueError, match=r"\(S seeds, n examples, k counts\)"):
-        compare(a[0], b[0], macro_f1)
+        compare_seeds(a[0], b[0], macro_f1)
     nan = a.copy()
     nan[0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
-        compare(nan, b, macro_f1)
+        compare_seeds(nan, b, macro_f1)
     with pytest.raises(ValueError, match="score returned NaN"), np.errstate(invalid="ignore"):
-        compare(np.zeros_like(a), np.zeros_like(b), lambda s: s[..., 0] / s[..., 1])
+        compare_seeds(np.zeros_like(a), np.zeros_like(b), lambda s: s[..., 0] / s[..., 1])
 
 
 def test_a_family_holm_adjusts_its_p_values_and_gives_each_comparison_its_verdict():

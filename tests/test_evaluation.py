@@ -14,10 +14,9 @@ from mtl.extras.notebooks.reports import (class_report, confident_mistakes, conf
                                           label_scores, label_table, mean_std, paired_by_group, predict_tests,
                                           prediction_frame, scores_by, sentence_report, subset, through_cache)
 from mtl.extras.notebooks.sharing import Run, seed_study, single_task_steps
-from mtl.evaluation.metrics import (TaskPredictions, compare, compare_runs, compare_scores, example_statistics,
-                                    expected_calibration_error, main_score, reliability_table, resampling_weights,
-                                    separated, shared_seeds)
-from mtl.multitask.task_kinds import task_kind
+from mtl.evaluation.metrics import TaskPredictions, example_statistics, expected_calibration_error, main_score, reliability_table
+from mtl.evaluation.compare import compare, compare_runs, compare_scores, resampling_weights, separated, shared_seeds
+from mtl.multitask.heads import head_type
 from mtl.extras.notebooks.plots import projection_scatter, reliability_diagram
 from mtl.encoder.prefix_cache import PrefixCache
 from mtl.multitask.tasks import load_datasets, stratified_positions
@@ -143,12 +142,12 @@ def test_example_statistics_reproduce_macro_f1_and_seqeval_entity_f1():
     preds = random_sentence_preds(rng)
     stats = example_statistics(preds)
     assert stats.shape == (200, 9)
-    assert task_kind("sentence").score_statistics(stats.sum(0)) == pytest.approx(
+    assert head_type("sentence").score_statistics(stats.sum(0)) == pytest.approx(
         f1_score(preds.true, preds.pred, labels=list(LABELS), average="macro", zero_division=0))
     true, pred = random_tag_sequences(rng), random_tag_sequences(rng)
     pred = [p[: len(t)] + ["O"] * (len(t) - len(p)) for t, p in zip(true, pred)]
     token = TaskPredictions("token", TAGS, list(range(len(true))), true, pred)
-    assert task_kind("token").score_statistics(example_statistics(token).sum(0)) == pytest.approx(seqeval_f1(true, pred))
+    assert head_type("token").score_statistics(example_statistics(token).sum(0)) == pytest.approx(seqeval_f1(true, pred))
 
 
 def test_example_statistics_follow_example_order():
@@ -172,7 +171,7 @@ def test_most_frequent_tag_memorises_words_and_defaults_to_o():
 
 def test_score_statistics_of_a_class_never_seen_is_zero():
     stats = example_statistics(sentence_preds(["a", "a"], ["a", "a"]))
-    assert task_kind("sentence").score_statistics(stats.sum(0)) == pytest.approx(1 / 3)
+    assert head_type("sentence").score_statistics(stats.sum(0)) == pytest.approx(1 / 3)
 
 
 def test_compare_of_accuracy_matches_the_accuracy_difference():

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from mtl.data.examples import Example
-from mtl.evaluation.metrics import compare, main_score
+from mtl.evaluation.metrics import main_score
+from mtl.evaluation.compare import compare
 from mtl.evaluation.predictions import evaluate, predict
 from mtl.extras.notebooks.reports import confusion
 from mtl.multitask.heads import HEAD_TYPES, IGNORE, SentenceHead, TaskSpec, TokenHead, first_pieces, head_type

@@ -8,7 +8,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics.pairwise import cosine_similarity
 
 from mtl.encoder.encoder import POOLING_MODES, SentenceEncoder
-from mtl.evaluation.metrics import compare_scores
+from mtl.evaluation.compare import compare_scores
 from mtl.evaluation.similarity import (apply_after_pooling, cosine_matrix, embed_with_poolings, resampled_spearman,
                                        spearman_comparisons, spearman_score, spearman_with_humans, unrelated_cosine,
                                        upper_pairs)

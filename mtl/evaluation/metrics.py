@@ -1,17 +1,18 @@
-"""Held-out predictions, their scores, and whether two methods differ: ``TaskPredictions`` (scored by its task's
-kind, ``mtl.multitask.task_kinds``: accuracy and macro-F1, entity-level F1); the paired comparison, ``compare_scores``
-for any score of resampled test examples, ``compare`` for two models' predictions and ``compare_runs`` for two named
-runs; and calibration (reliability bins, expected calibration error; Guo et al., "On Calibration of Modern Neural
+"""Held-out predictions and their scores: ``TaskPredictions`` (scored by its task's head type, ``mtl.multitask.heads``:
+accuracy and macro-F1, entity-level F1), the per-example counts that comparisons resample (``example_statistics``;
+the comparisons are in ``mtl.evaluation.compare``), and calibration (reliability bins, expected calibration error; Guo et al., "On Calibration of Modern Neural
 Networks", ICML 2017). Nothing here runs a model (``mtl.evaluation.predictions`` does)."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from mtl.multitask.task_kinds import classification_scores, task_kind  # noqa: F401  (classification_scores: the metric's home)
+from mtl.multitask.heads import SentenceHead, head_type
+
+classification_scores = SentenceHead.scores  # accuracy and macro-F1 of label lists (the head's own scores)
 
 
 @dataclass
@@ -34,122 +35,20 @@ class TaskPredictions:
 
     def scores(self) -> dict[str, float]:
         """All scores of the task's kind, e.g. accuracy and macro-F1, or entity F1 and token accuracy."""
-        return task_kind(self.kind).scores(self.true, self.pred, self.labels)
+        return head_type(self.kind).scores(self.true, self.pred, self.labels)
 
 
 def example_statistics(preds: TaskPredictions) -> np.ndarray:
     """(n, k) additive counts per example, in example order, from which the task's scores follow
-    (``TaskKind.example_statistics``): what the bootstrap resamples."""
+    (``Head.example_statistics``): what the bootstrap resamples."""
     order = np.argsort(preds.index, kind="stable")
-    return task_kind(preds.kind).example_statistics([preds.true[i] for i in order], [preds.pred[i] for i in order],
+    return head_type(preds.kind).example_statistics([preds.true[i] for i in order], [preds.pred[i] for i in order],
                                                     preds.labels)
 
 
 def main_score(preds: TaskPredictions) -> float:
     """The task's main score (macro-F1 or entity F1), from ``example_statistics``: the one computation of it."""
-    return float(task_kind(preds.kind).score_statistics(example_statistics(preds).sum(0)))
-
-
-Score = Callable[[np.ndarray], np.ndarray]
-"""A method's score on resampled test examples: (m, n) weights, how often each of the n examples is drawn in each of
-m resamples, -> (S, m) scores, one row per seed. Weights of ones score the test set as it is."""
-
-RESAMPLE_CHUNK = 250  # resamples scored at once: bounds the (chunk, n) weights and what a score builds from them
-
-
-def resampling_weights(examples: int, n_resamples: int = 2000, seed: int = 0) -> Iterator[np.ndarray]:
-    """The bootstrap's resamples as weights: chunks (m, n) of how often each of the n examples is drawn when n are
-    drawn with replacement, ``n_resamples`` rows in all, from one generator seeded with ``seed``: every comparison
-    with the same seed and number of examples sees the same resamples."""
-    if examples < 1 or n_resamples < 1:
-        raise ValueError(f"Need at least 1 example and 1 resample, got {examples} and {n_resamples}.")
-    rng = np.random.default_rng(seed)
-    for start in range(0, n_resamples, RESAMPLE_CHUNK):
-        m = min(RESAMPLE_CHUNK, n_resamples - start)
-        draws = rng.integers(0, examples, size=(m, examples)) + examples * np.arange(m)[:, None]
-        yield np.bincount(draws.ravel(), minlength=m * examples).reshape(m, examples).astype(np.float64)
-
-
-def compare_scores(score_a: Score, score_b: Score, examples: int, n_resamples: int = 2000,
-                   seed: int = 0) -> dict[str, float]:
-    """Is method A better than method B, or is the difference within test-set noise? The paired bootstrap over test
-    examples (Efron & Tibshirani 1993; Berg-Kirkpatrick et al., EMNLP 2012, for NLP).
-
-    ``score_a`` and ``score_b`` score the two methods on the same ``examples`` test examples (``Score``), with the
-    same number of seeds, or one for a method that has none. Each resample (``resampling_weights``) scores every
-    seed of both methods on the same drawn examples, so the pairing by example and by seed is kept, and any score of
-    the drawn examples works, also one that is not a mean over them (macro-F1, entity F1, a rank correlation over
-    pairs of examples). Returns the mean scores over seeds ``a`` and ``b``, the ``difference``, its 95 % percentile
-    interval ``ci_low``..``ci_high``, a two-sided ``p_value`` for "no difference" (the share of resampled
-    differences at least as far from the observed one as the observed one is from 0: the bootstrap distribution
-    shifted to the null), and the numbers of ``examples`` and ``seeds``.
-    """
-    ones = np.ones((1, examples))
-    observed_a, observed_b = score_a(ones)[:, 0], score_b(ones)[:, 0]  # (S,): the test set as it is
-    seeds = {len(observed_a), len(observed_b)}
-    if len(seeds - {1}) > 1:
-        raise ValueError(f"Paired methods need the same number of seeds (or one), got {len(observed_a)} and "
-                         f"{len(observed_b)}.")
-    observed = float(observed_a.mean() - observed_b.mean())
-    differences = np.concatenate([score_a(weights).mean(0) - score_b(weights).mean(0)  # (m,): means over seeds
-                                  for weights in resampling_weights(examples, n_resamples, seed)])
-    extreme = np.sum(np.abs(differences - observed) >= abs(observed))
-    low, high = np.percentile(differences, [2.5, 97.5])
-    return {"a": float(observed_a.mean()), "b": float(observed_b.mean()), "difference": observed,
-            "ci_low": float(low), "ci_high": float(high), "p_value": float((extreme + 1) / (n_resamples + 1)),
-            "examples": examples, "seeds": max(seeds)}
-
-
-def compare(a: Sequence[TaskPredictions], b: Sequence[TaskPredictions], n_resamples: int = 2000, seed: int = 0,
-            metric: str | None = None) -> dict[str, float]:
-    """``compare_scores`` of two models' predictions of one task: the main score (macro-F1 / entity F1; or
-    ``metric``, e.g. "accuracy" of a sentence task), model A minus model B, with that ``metric`` in the result.
-
-    ``a[i]`` and ``b[i]`` are the two models' predictions on the same test examples for seed ``i``. A resample's
-    score is computed from the examples' additive counts (``example_statistics``), so scores that are not means
-    over examples are handled exactly, which a per-example test such as McNemar's cannot do.
-    """
-    if len(a) != len(b) or len(a) == 0:
-        raise ValueError(f"Need the same positive number of seeds for both models, got {len(a)} and {len(b)}.")
-    kinds = {p.kind for p in [*a, *b]}
-    if len(kinds) != 1:
-        raise ValueError(f"All predictions must be of one task kind, got {sorted(kinds)}.")
-    if len({tuple(sorted(p.index)) for p in [*a, *b]}) != 1:
-        raise ValueError("Paired predictions must cover the same test examples (their `index` lists differ).")
-    kind = task_kind(kinds.pop())
-    metric = kind.check_metric(metric)
-
-    def score(predictions: Sequence[TaskPredictions]) -> Score:
-        stats = np.stack([example_statistics(p) for p in predictions])  # (S, n, k)
-        return lambda weights: kind.score_statistics(weights @ stats, metric)  # (S, m, k) -> (S, m)
-
-    return {"metric": metric, **compare_scores(score(a), score(b), len(a[0].index), n_resamples, seed)}
-
-
-def shared_seeds(predictions: Mapping[tuple[str, int], object], a: str, b: str) -> list[int]:
-    """The seeds, in order, for which ``predictions`` (keyed by (run, seed)) hold both run ``a`` and run ``b``."""
-    return sorted({s for run, s in predictions if run == a} & {s for run, s in predictions if run == b})
-
-
-def compare_runs(predictions: Mapping[tuple[str, int], Mapping[str, TaskPredictions]], a: str, b: str, task: str,
-                 n_resamples: int = 2000, seed: int = 0) -> dict[str, float]:
-    """``compare`` of run ``a`` against run ``b`` on ``task``, from predictions keyed by (run, seed) and then by
-    task: paired by test example and by the seeds both runs have (``shared_seeds``)."""
-    seeds = shared_seeds(predictions, a, b)
-    if not seeds:
-        raise KeyError(f"No seed has predictions of both {a!r} and {b!r}.")
-    for run in (a, b):
-        if task not in predictions[run, seeds[0]]:
-            raise KeyError(f"Run {run!r} has no {task!r} predictions.")
-    return compare([predictions[a, s][task] for s in seeds], [predictions[b, s][task] for s in seeds], n_resamples,
-                   seed)
-
-
-def separated(interval):
-    """Does a 95 % interval exclude zero, i.e. is the difference measurable rather than within noise? ``interval``:
-    anything with ``ci_low`` and ``ci_high`` (a ``compare`` result, a table row, or a whole table: then one
-    bool per row)."""
-    return (interval["ci_low"] > 0) | (interval["ci_high"] < 0)
+    return float(head_type(preds.kind).score_statistics(example_statistics(preds).sum(0)))
 
 
 def reliability_table(confidence: Sequence[float], correct: Sequence[bool], n_bins: int = 10) -> pd.DataFrame:

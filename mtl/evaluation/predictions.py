@@ -40,9 +40,6 @@ def predict(model: MultiTaskModel, examples: Sequence[Example], batch_size: int 
     return out
 
 
-predict_examples = predict  # the old name, until its callers outside mtl.evaluation say ``predict``
-
-
 def evaluate(model: MultiTaskModel, datasets: Mapping[str, Sequence[Example]],
              batch_size: int = 128) -> dict[str, float]:
     """Flat validation scores per task and dataset. ``"task/metric"``: the task on its own dataset (the one named

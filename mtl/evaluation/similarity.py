@@ -21,7 +21,7 @@ from scipy.stats import spearmanr
 from sentence_transformers.models import Pooling
 
 from mtl.encoder.encoder import SentenceEncoder
-from mtl.evaluation.metrics import Score, compare_scores
+from mtl.evaluation.compare import Score, compare_scores
 from mtl.utils import length_sorted_batches
 
 

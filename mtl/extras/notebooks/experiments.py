@@ -19,8 +19,9 @@ import pandas as pd
 from mtl.data.examples import Example
 from mtl.finetuning.freezing import freeze, unfreeze
 from mtl.finetuning.lora import add_lora
-from mtl.evaluation.metrics import TaskPredictions, compare_runs
-from mtl.evaluation.predictions import predict_examples
+from mtl.evaluation.metrics import TaskPredictions
+from mtl.evaluation.compare import compare_runs
+from mtl.evaluation.predictions import predict
 from mtl.multitask.model import MultiTaskModel
 from mtl.encoder.prefix_cache import PrefixCache
 from mtl.multitask.tasks import build_model
@@ -68,7 +69,7 @@ def run_experiment(scenario: Scenario, seed: int, tasks: Sequence[str], train_se
     else:
         freeze(model, "encoder", "heads")
     model.encoder.use_prefix_cache(True, prefix_cache)  # what is frozen now runs from the cache
-    predictions = {t: predict_examples(model, val_sets[t], base.eval_batch_size, tasks=[t])[t] for t in tasks}
+    predictions = {t: predict(model, val_sets[t], base.eval_batch_size, tasks=[t])[t] for t in tasks}
     model.encoder.use_prefix_cache(False)
     scores = {f"{t}/{metric}": value for t, preds in predictions.items() for metric, value in preds.scores().items()}
     seconds = time.perf_counter() - started

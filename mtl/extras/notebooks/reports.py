@@ -21,11 +21,12 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, r
 
 from mtl.data.examples import TASK_LABELS, Example
 from mtl.finetuning.freezing import freeze
-from mtl.evaluation.metrics import TaskPredictions, classification_scores, compare
+from mtl.evaluation.metrics import TaskPredictions, classification_scores
+from mtl.evaluation.compare import compare
 from mtl.multitask.model import MultiTaskModel
 from mtl.encoder.prefix_cache import PrefixCache
-from mtl.evaluation.predictions import predict_examples
-from mtl.multitask.task_kinds import task_kind
+from mtl.evaluation.predictions import predict
+from mtl.multitask.heads import head_type
 from mtl.multitask.tasks import task_spec
 
 
@@ -52,7 +53,7 @@ def predict_tests(model: MultiTaskModel, test_sets: Mapping[str, Sequence[Exampl
                   batch_size: int = 128) -> dict[str, TaskPredictions]:
     """Each of the model's tasks on its own test set only (``test_sets[task]``): topic on the headlines, although the
     NER sentences carry topic labels too."""
-    return {task: predict_examples(model, test_sets[task], batch_size, tasks=[task])[task]
+    return {task: predict(model, test_sets[task], batch_size, tasks=[task])[task]
             for task in model.tasks if task in test_sets}
 
 
@@ -126,19 +127,19 @@ def entity_report(preds: TaskPredictions) -> pd.DataFrame:
     """Entity-level precision, recall, F1 and support per entity type, then the micro average (seqeval's default
     mode: an entity counts only if its type and both boundaries match)."""
     _check_kind(preds, "token")
-    return task_kind(preds.kind).breakdown(preds.true, preds.pred, preds.labels)
+    return head_type(preds.kind).breakdown(preds.true, preds.pred, preds.labels)
 
 
 def class_report(preds: TaskPredictions) -> pd.DataFrame:
     """Precision, recall, F1 and support per class of a sentence task, in label order (a class never predicted has
     precision 0); the per-class view of ``sentence_report``'s macro averages."""
     _check_kind(preds, "sentence")
-    return task_kind(preds.kind).breakdown(preds.true, preds.pred, preds.labels)
+    return head_type(preds.kind).breakdown(preds.true, preds.pred, preds.labels)
 
 
 def confusion(preds: TaskPredictions) -> tuple[np.ndarray, list[str]]:
     """Confusion matrix (rows: true) and its labels; token tasks per word, B-/I- merged into the entity type."""
-    true, pred, labels = task_kind(preds.kind).confusion_inputs(preds.true, preds.pred, preds.labels)
+    true, pred, labels = head_type(preds.kind).confusion_inputs(preds.true, preds.pred, preds.labels)
     return confusion_matrix(true, pred, labels=labels), labels
 
 

@@ -14,7 +14,8 @@ import pandas as pd
 from mtl.extras.notebooks import recipe
 from mtl.data.examples import Example
 from mtl.extras.notebooks.reports import flat_scores, predict_tests, through_cache
-from mtl.evaluation.metrics import TaskPredictions, compare_runs, main_score, shared_seeds
+from mtl.evaluation.metrics import TaskPredictions, main_score
+from mtl.evaluation.compare import compare_runs, shared_seeds
 from mtl.multitask.model import MultiTaskModel
 from mtl.encoder.prefix_cache import PrefixCache
 from mtl.training.sampling import task_probabilities

@@ -32,10 +32,11 @@ from mtl.evaluation.baselines import fit_baselines
 from mtl.data.examples import TASK_LABELS, Example
 from mtl.extras.notebooks.experiments import Scenario
 from mtl.finetuning.lora import add_lora
-from mtl.evaluation.metrics import TaskPredictions, compare, compare_runs, shared_seeds
+from mtl.evaluation.metrics import TaskPredictions
+from mtl.evaluation.compare import compare, compare_runs, shared_seeds
 from mtl.paths import RESULTS_DIR
 from mtl.encoder.prefix_cache import PrefixCache
-from mtl.multitask.task_kinds import task_kind
+from mtl.multitask.heads import head_type
 from mtl.extras.studies.runner import StudyRun, current_record, run_study
 from mtl.multitask.tasks import build_model, load_datasets, task_spec
 from mtl.training.train import TrainConfig, train
@@ -177,7 +178,7 @@ def compact(predictions: Mapping[str, TaskPredictions]) -> dict[str, list]:
     for task, preds in predictions.items():
         position = {label: i for i, label in enumerate(preds.labels)}
         rows = sorted(zip(preds.index, preds.pred))
-        by_words = task_kind(preds.kind).by_words  # one label per word, or one per text
+        by_words = head_type(preds.kind).by_words  # one label per word, or one per text
         out[task] = [[position[t] for t in p] if by_words else position[p] for _, p in rows]
     return out
 
@@ -185,7 +186,7 @@ def compact(predictions: Mapping[str, TaskPredictions]) -> dict[str, list]:
 def expand(task: str, predicted: Sequence, examples: Sequence[Example]) -> TaskPredictions:
     """``compact``'s inverse: the TaskPredictions of a recorded run on ``examples`` (the task's test split)."""
     labels = TASK_LABELS[task]
-    by_words = task_kind(task_spec(task).kind).by_words
+    by_words = head_type(task_spec(task).kind).by_words
     names = [[labels[i] for i in p] if by_words else labels[p] for p in predicted]
     return ev.label_predictions(task, examples, names)
 

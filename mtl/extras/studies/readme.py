@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from mtl.evaluation.metrics import separated
+from mtl.evaluation.compare import separated
 from mtl.extras.notebooks.results import load
 from mtl.extras.notebooks.sharing import COMPARISONS
 from mtl.extras.studies import full_scale as studies
