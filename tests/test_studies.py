@@ -3,13 +3,14 @@
 The studies themselves take hours (``make results``); CI re-runs only the cheapest run and checks every committed
 record against the current definitions and data.
 """
+import numpy as np
 import pandas as pd
 import pytest
 
 from mtl.extras.notebooks import recipe
 from mtl.extras.notebooks import sharing
 from mtl.extras.studies import full_scale as studies
-from mtl.extras.studies.runner import read_record, stale_records
+from mtl.extras.studies.runner import read_record, stale_records, write_record
 from mtl.multitask.tasks import load_datasets
 
 # One cheap run of each study is re-run by CI and compared with its record (the recipe study has no cheap run: its
@@ -171,3 +172,50 @@ def test_readme_claims_about_sharing_at_full_scale_hold_on_the_records():
         row = compared.loc[(f"{setup} - single-task", "ner")]
         assert row.significant and row.ci_high < 0, setup
     assert not compared.drop(index="ner", level="task").significant.any()
+
+
+def fake_record(run, validation: float, test: float, predicted=None) -> dict:
+    """A record of ``run`` as the runner writes it, with the given kept-epoch validation and test macro-F1."""
+    results = {"validation": {"sentiment/macro_f1": validation}, "test": {"sentiment/macro_f1": test},
+               "kept_epoch": 1, "epochs_run": 1}
+    if predicted is not None:
+        results["predictions"] = {"sentiment": predicted}
+    return {**run.definition(), "digest": run.digest(), "seconds": 1.0, "provenance": {}, "results": results}
+
+
+def test_learning_rates_are_chosen_on_validation_and_never_read_test_scores(tmp_path, monkeypatch):
+    """The grid's choice follows the validation scores, whatever the test scores say (here the opposite)."""
+    monkeypatch.setattr(studies, "STUDIES_DIR", tmp_path)
+    best = {method: rates[-1] if i % 2 else rates[0] for i, (method, rates) in enumerate(studies.LR_GRID.items())}
+    for test_sign in (-1, 1):
+        for run in studies.grid_runs():
+            method, rate = run.setup.split(", lr=")[0], float(run.setup.split("lr=")[1].split(",")[0])
+            validation = 0.6 if rate == best[method] else 0.5 + 0.01 * run.seed
+            write_record(run.path(tmp_path), fake_record(run, validation, 0.5 + test_sign * (validation - 0.5)))
+        assert studies.chosen_rates() == best
+    tie = studies.grid_runs(["heads only"])
+    for run in tie:
+        write_record(run.path(tmp_path), fake_record(run, 0.55, 0.9))
+    assert studies.chosen_rates()["heads only"] == min(studies.LR_GRID["heads only"])  # a tie: the smaller rate
+
+
+def test_what_to_freeze_compares_each_method_with_heads_only_over_shared_seeds(tmp_path, monkeypatch):
+    monkeypatch.setattr(studies, "STUDIES_DIR", tmp_path)
+    monkeypatch.setattr(studies, "TUNED_SIZES", (250,))
+    for run in studies.grid_runs():  # every method's rate: the first of its grid
+        rate = float(run.setup.split("lr=")[1].split(",")[0])
+        write_record(run.path(tmp_path), fake_record(run, 0.6 if rate == studies.LR_GRID[run.setup.split(",")[0]][0]
+                                                    else 0.5, 0.5))
+    gold = [studies.TASK_LABELS["sentiment"].index(ex.labels["sentiment"])
+            for ex in load_datasets(["sentiment"], "test")["sentiment"]]
+    rng = np.random.default_rng(0)
+    for run in studies.tuned_runs(seeds=(0, 1, 2), sizes=(250,)):
+        method = run.setup.split(",")[0]
+        right = 0.8 if method == "top-2" else 0.5  # top-2 far better than heads only; the others alike
+        predicted = [g if rng.random() < right else (g + 1) % 3 for g in gold]
+        write_record(run.path(tmp_path), fake_record(run, 0.6, 0.5, predicted))
+    table = studies.what_to_freeze()
+    assert set(table.index) == {f"{m} - heads only, n=250" for m in studies.METHODS if m != "heads only"}
+    assert (table.seeds == 3).all() and table.loc["top-2 - heads only, n=250", "verdict"] == "better"
+    others = table.drop("top-2 - heads only, n=250")
+    assert not others.verdict.isin(["better", "worse"]).any() and (others.p_holm >= others.p_value).all()

@@ -23,6 +23,7 @@ from contextlib import nullcontext
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
 
+import numpy as np
 import pandas as pd
 
 from mtl.extras.notebooks import reports as ev
@@ -32,8 +33,8 @@ from mtl.evaluation.baselines import fit_baselines
 from mtl.data.examples import TASK_LABELS, Example
 from mtl.extras.notebooks.experiments import Scenario
 from mtl.finetuning.lora import add_lora
-from mtl.evaluation.metrics import TaskPredictions
-from mtl.evaluation.compare import compare, compare_runs, shared_seeds
+from mtl.evaluation.metrics import TaskPredictions, example_statistics
+from mtl.evaluation.compare import compare, compare_runs, compare_seeds, family, shared_seeds
 from mtl.paths import RESULTS_DIR
 from mtl.encoder.prefix_cache import PrefixCache
 from mtl.multitask.heads import head_type
@@ -407,6 +408,35 @@ def freezing_gains(reference: str = "heads only", n_resamples: int = 2000) -> pd
     if not rows:
         return pd.DataFrame(columns=["difference", "ci_low", "ci_high", "seeds"])
     return pd.DataFrame(rows).T.rename_axis(["method", "train size"])
+
+
+FREEZING_MARGIN = 0.01  # sentiment macro-F1: the equivalence margin of docs/analysis_plan.md
+
+
+def what_to_freeze(reference: str = "heads only", seed: int = 0) -> pd.DataFrame:
+    """The tuned freezing study's family (docs/analysis_plan.md): each method minus ``reference`` at each training
+    size on sentiment test macro-F1, paired by seed and test sentence, with the interval over seeds and test examples
+    (``compare_seeds``), Holm-adjusted p-values over the whole family, the detectable difference and the verdict
+    against ``FREEZING_MARGIN``. Rows only where both have recorded seeds in common."""
+    rates = chosen_rates()
+    by_key = {(r["setup"], r["seed"]): r for r in records(tuned_runs())}
+    tests = _tests(["sentiment"])["sentiment"]
+    score = lambda summed: head_type("sentence").score_statistics(summed)  # noqa: E731  macro-F1 from counts
+    results = {}
+    for size in TUNED_SIZES:
+        setup = {method: f"{method}, lr={rates[method]:g}, n={size or 'all'}" for method in rates}
+        for method in (m for m in rates if m != reference and reference in rates):
+            seeds = sorted({s for (name, s) in by_key if name == setup[method]}
+                           & {s for (name, s) in by_key if name == setup[reference]})
+            if not seeds:
+                continue
+            stats = [np.stack([example_statistics(expand("sentiment", by_key[setup[m], s]["results"]["predictions"]
+                                                         ["sentiment"], tests)) for s in seeds])
+                     for m in (method, reference)]  # (S, n, k) each
+            results[f"{method} - {reference}, n={size or 'all'}"] = compare_seeds(*stats, score, seed=seed)
+    if not results:
+        return pd.DataFrame()
+    return family(results, FREEZING_MARGIN)
 
 
 def provenance(studies: Sequence[str]) -> str:
