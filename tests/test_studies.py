@@ -219,3 +219,19 @@ def test_what_to_freeze_compares_each_method_with_heads_only_over_shared_seeds(t
     assert (table.seeds == 3).all() and table.loc["top-2 - heads only, n=250", "verdict"] == "better"
     others = table.drop("top-2 - heads only, n=250")
     assert not others.verdict.isin(["better", "worse"]).any() and (others.p_holm >= others.p_value).all()
+
+
+def test_provenance_problems_name_dirty_records_and_mixed_commits():
+    run = studies.grid_runs()[0]
+    clean = {**fake_record(run, 0.5, 0.5), "provenance": {"commit": "abc1234"}}
+    assert studies.provenance_problems([clean, clean]) == []
+    dirty = {**clean, "provenance": {"commit": "abc1234 dirty"}}
+    assert "dirty tree" in studies.provenance_problems([clean, dirty])[0]
+    other = {**clean, "provenance": {"commit": "def5678"}}
+    assert studies.provenance_problems([clean, other]) == ["made at 2 commits: abc1234, def5678"]
+
+
+@pytest.mark.parametrize("study", studies.CLEAN_STUDIES)
+def test_every_record_of_a_planned_study_comes_from_one_clean_commit(study):
+    found = [read_record(path) for path in sorted((studies.STUDIES_DIR / study).glob("*.json"))]
+    assert studies.provenance_problems(found) == []

@@ -410,6 +410,20 @@ def freezing_gains(reference: str = "heads only", n_resamples: int = 2000) -> pd
     return pd.DataFrame(rows).T.rename_axis(["method", "train size"])
 
 
+CLEAN_STUDIES = ("tuned_freezing",)  # studies run under docs/analysis_plan.md: from a clean tree, one commit each
+
+
+def provenance_problems(study_records: Sequence[dict]) -> list[str]:
+    """What breaks the plan's provenance rule in these records of one study: a record made from a work tree with
+    uncommitted changes, or records of the study made at more than one commit."""
+    problems = [f"{r['setup']}, seed {r['seed']}: made from a dirty tree ({r['provenance'].get('commit')})"
+                for r in study_records if "dirty" in r["provenance"].get("commit", "dirty")]
+    commits = sorted({r["provenance"].get("commit") for r in study_records})
+    if len(commits) > 1:
+        problems.append(f"made at {len(commits)} commits: {', '.join(map(str, commits))}")
+    return problems
+
+
 FREEZING_MARGIN = 0.01  # sentiment macro-F1: the equivalence margin of docs/analysis_plan.md
 
 
