@@ -6,13 +6,16 @@ run by run under ``results/studies/`` by ``mtl.extras.studies.runner`` and read 
   validation sets as the model.
 - ``sharing``: notebook 05's multi-task against single-task setups with its two controls, at full scale.
 - ``freezing``: what to freeze as a function of data: sentiment with 250 / 1,000 / 4,000 / all training examples x
-  heads only / top-2 / LoRA / full fine-tuning / gradual + discriminative.
+  heads only / top-2 / LoRA / full fine-tuning / gradual + discriminative, one learning rate for all.
+- ``lr_grid`` and ``tuned_freezing``: the same methods, each tuned alike (docs/analysis_plan.md): its learning rate
+  chosen on validation from a grid at 1,000 sentences, then 5 seeds per method and size; read by ``what_to_freeze``.
 
 Every run is scored on the full test split of its tasks; its record keeps the kept epoch's validation scores, the
 test scores and the test predictions (label indices), from which paired comparisons are recomputed
-(``mtl.evaluation.metrics.compare``).
+(``mtl.evaluation.compare``).
 
-Usage: ``python -m mtl.extras.studies [recipe baselines sharing freezing] [--seeds 0 1 2] [--sizes 250 1000]``
+Usage: ``python -m mtl.extras.studies [recipe baselines sharing freezing lr_grid tuned_freezing] [--seeds 0 1 2]
+[--sizes 250 1000]``, from a clean work tree (``git worktree add``: the runner refuses uncommitted changes)
 (``make results`` runs them all; resumable: a rerun skips what is recorded).
 """
 from __future__ import annotations
@@ -505,9 +508,10 @@ def pays_from(gains: pd.DataFrame, method: str) -> str | int | None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mtl.extras.studies", description=__doc__.split("\n\n")[0])
-    parser.add_argument("studies", nargs="*", default=["freezing", "recipe", "baselines", "sharing"],
-                        choices=["recipe", "baselines", "sharing", "freezing", "lr_grid", "tuned_freezing"])
-    parser.add_argument("--seeds", type=int, nargs="+", default=None, help=f"default {SEEDS}; tuned_freezing {TUNED_SEEDS}")
+    studies = ["recipe", "baselines", "sharing", "freezing", "lr_grid", "tuned_freezing"]
+    parser.add_argument("studies", nargs="*", default=studies, choices=studies)
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help=f"default {SEEDS}; tuned_freezing {TUNED_SEEDS}")
     parser.add_argument("--sizes", nargs="+", default=None, help="freezing study sizes (numbers or 'all')")
     parser.add_argument("--methods", nargs="+", default=None, choices=list(METHODS), help="freezing study methods")
     args = parser.parse_args(argv)
