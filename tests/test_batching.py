@@ -1,4 +1,5 @@
-"""Length-sorted batching gives every row back in input order: encode, predict, predict, embed_with_poolings.
+"""Length-sorted batching gives every row back in input order: encode, MultiTaskModel.predict, mtl.evaluation.predictions.predict,
+embed_with_poolings.
 
 Each function batches texts sorted by length (less padding) and must undo the sort. The texts below are in an
 order unlike their length order, and the batches are small, so a missing or wrong inverse permutation shows up as

@@ -1,4 +1,4 @@
-"""``mtl.compare`` against a simulation whose true difference is known: its intervals hold both test-set and seed
+"""``mtl.evaluation.compare`` against a simulation whose true difference is known: its intervals hold both test-set and seed
 variance (coverage near 95 %) where the examples-only bootstrap falls short; then exact checks of each helper.
 
 The simulated population, its variances set to this repository's measured ones:
@@ -241,3 +241,13 @@ def test_a_family_holm_adjusts_its_p_values_and_gives_each_comparison_its_verdic
     assert verdict(0.2, 0.5, 0.01, 1) == "not separated with 1 seed"
     with pytest.raises(ValueError, match="at least one"):
         family({}, margin=0.01)
+
+
+def test_holm_counts_the_comparisons_of_a_family_not_yet_recorded():
+    assert holm([0.01, 0.04], m=4).tolist() == pytest.approx([0.04, 0.12])
+    assert holm([0.01, 0.04]).tolist() == pytest.approx([0.02, 0.04])
+    with pytest.raises(ValueError, match="cannot hold"):
+        holm([0.01, 0.02, 0.03], m=2)
+    with pytest.raises(KeyError, match="compare_seeds"):
+        family({"examples only": {"a": 0.6, "b": 0.5, "difference": 0.1, "ci_low": 0.0, "ci_high": 0.2,
+                                  "p_value": 0.04, "seeds": 3}}, margin=0.01)

@@ -1,4 +1,5 @@
-"""mtl.extras.notebooks.reports, the paired comparison and calibration helpers of mtl.evaluation.metrics, and the
+"""mtl.extras.notebooks.reports, the paired comparisons of mtl.evaluation.compare, the calibration helpers of
+mtl.evaluation.metrics, and the
 calibration plots of mtl.extras.notebooks.plots (notebook 05)."""
 import matplotlib.pyplot as plt
 import numpy as np

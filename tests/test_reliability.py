@@ -1,4 +1,4 @@
-"""Reliability (issue #6): determinism, interrupted training, safe checkpoints, and bad input.
+"""Reliability: determinism, interrupted training, safe checkpoints, and bad input.
 
 Each test feeds one kind of bad or unlucky input and checks what the user gets: either a clear error that names
 the file, field, task, label, step or batch, or a run that ends exactly as an undisturbed one would. The README

@@ -1,5 +1,5 @@
 """Tests for mtl.evaluation.similarity: cosines, Spearman against human ratings, Spearman's rho compared over resampled
-documents (``mtl.evaluation.metrics.compare_scores``), anisotropy and multi-pooling embedding."""
+documents (``mtl.evaluation.compare.compare_scores``), anisotropy and multi-pooling embedding."""
 from __future__ import annotations
 
 import numpy as np

@@ -180,7 +180,8 @@ def fake_record(run, validation: float, test: float, predicted=None) -> dict:
                "kept_epoch": 1, "epochs_run": 1}
     if predicted is not None:
         results["predictions"] = {"sentiment": predicted}
-    return {**run.definition(), "digest": run.digest(), "seconds": 1.0, "provenance": {}, "results": results}
+    return {**run.definition(), "digest": run.digest(), "seconds": 1.0, "provenance": {"commit": "abc1234"},
+            "results": results}
 
 
 def test_learning_rates_are_chosen_on_validation_and_never_read_test_scores(tmp_path, monkeypatch):

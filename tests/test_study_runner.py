@@ -44,7 +44,7 @@ def test_each_run_is_recorded_with_results_seconds_and_provenance(tmp_path, repo
     assert {"command", "commit", "cpu", "torch", "date"} <= set(on_disk["provenance"])
 
 
-def test_records_keep_every_value_and_put_each_list_on_one_line(tmp_path, repo):
+def test_records_keep_every_value_and_put_each_list_on_one_line(tmp_path):
     from mtl.extras.studies.runner import write_record
 
     record = {"b": {"scores": {"x": 0.5}, "predictions": [[1, 2], [3]]}, "a": [1, 2, 3], "c": "text", "d": {}}
@@ -93,7 +93,7 @@ def test_stale_records_are_those_of_another_definition_or_of_no_current_run(tmp_
     assert stale_records(now, tmp_path) == sorted([RUNS[1].path(tmp_path), RUNS[2].path(tmp_path)])
 
 
-def test_two_runs_with_one_record_file_are_refused(tmp_path, repo):
+def test_two_runs_with_one_record_file_are_refused(tmp_path):
     with pytest.raises(ValueError, match="share a record file"):
         run_study([StudyRun("toy", "a b", 0), StudyRun("toy", "a/b", 0)], counting_execute([]), tmp_path,
                   progress=False)

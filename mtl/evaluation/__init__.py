@@ -1,2 +1,2 @@
-"""Task 5, scores and comparisons: the model run over labelled examples (``predictions``), metrics and the paired
-comparison (``metrics``), baselines (``baselines``) and embeddings against human similarity (``similarity``)."""
+"""Task 5, scores and comparisons: the model run over labelled examples (``predictions``), scores and calibration
+(``metrics``), the paired comparisons (``compare``), baselines (``baselines``) and embeddings against human similarity (``similarity``)."""

@@ -10,8 +10,8 @@ training (seeds) as well as that of the test set (Dror et al., "The Hitchhiker's
 Significance in NLP", ACL 2018; Bouthillier et al., "Accounting for Variance in Machine Learning Benchmarks",
 MLSys 2021; Reimers & Gurevych, "Reporting Score Distributions Makes a Difference", EMNLP 2017). Resampling the
 test examples alone, seeds held fixed (``compare_scores`` below), leaves training
-randomness out: in the simulated studies of ``tests/test_compare.py``, with between-seed SDs typical here
-(0.01-0.03), its 95 % intervals held the true difference in only 38-92 % of them.
+randomness out: in the simulated studies of ``tests/test_compare.py``, with between-seed SDs typical here, its
+95 % intervals hold the true difference in fewer than 90 % of them.
 
 ``compare_seeds`` keeps the pairing (A and B share each seed and every test example) and splits the variance of the
 mean-over-seeds difference d = mean_s d_s, d_s = score_a(s) - score_b(s) on the one test set, in two:
@@ -26,13 +26,15 @@ mean-over-seeds difference d = mean_s d_s, d_s = score_a(s) - score_b(s) on the 
   seed-to-seed part twice.
 
 The interval is d +- t(df) se with Welch-Satterthwaite df (S - 1 for the seed term, infinite for the bootstrap
-term). In those simulations it came closest to 95 % coverage (0.92-0.96 with 5 seeds, 0.90-0.95 with 3), against
-a two-level bootstrap (seeds, then examples: down to 0.74), a t-interval over seeds alone (down to 0.82) and one
-that adds the whole bootstrap variance (up to 0.98, wider). With one seed no seed variance can be measured: the
-interval is then the test-examples one, and ``method`` says so.
+term). The simulations of ``tests/test_compare.py`` check that its 95 % intervals cover the true difference
+92-98 % of the time with 5 seeds; when the method was chosen, a two-level bootstrap (seeds, then examples) and a
+t-interval over seeds alone covered less in the same simulations, and adding the whole bootstrap variance gave wider
+intervals. With one seed no seed variance can be measured: the interval is then the test-examples one, and
+``method`` says so.
 
 ``family`` puts the comparisons of one question side by side with Holm-adjusted p-values and a verdict each
-(``docs/analysis_plan.md``). Also: ``tost``, equivalence by two one-sided tests (Schuirmann, J. Pharmacokinet. Biopharm. 15, 1987);
+(``docs/analysis_plan.md``). Also: ``tost``, equivalence by two one-sided tests (Schuirmann, J. Pharmacokinet.
+Biopharm. 15, 1987);
 ``detectable``, the smallest difference a study of this size detects with given power; ``holm``, Holm's
 step-down adjustment for several comparisons (Holm, Scand. J. Statist. 6, 1979).
 """
@@ -151,21 +153,25 @@ def detectable(result: dict, alpha: float = 0.05, power: float = 0.8) -> float |
     return float(size) if size.ndim == 0 else size
 
 
-def holm(p_values: Sequence[float]) -> np.ndarray:
+def holm(p_values: Sequence[float], m: int | None = None) -> np.ndarray:
     """Holm's step-down adjusted p-values, in the given order: the i-th smallest p times (m - i + 1), made
-    non-decreasing along that ranking and capped at 1. Reject where adjusted p < alpha: family-wise error <= alpha."""
+    non-decreasing along that ranking and capped at 1. Reject where adjusted p < alpha: family-wise error <= alpha.
+    ``m``: the family's size when only some of its comparisons are at hand (the missing ones count as p = 1)."""
     p = np.asarray(p_values, dtype=np.float64)
     if p.ndim != 1 or np.isnan(p).any() or (p < 0).any() or (p > 1).any():
         raise ValueError(f"Expected a 1-D sequence of p-values in [0, 1], got {p_values!r}.")
+    m = len(p) if m is None else m
+    if m < len(p):
+        raise ValueError(f"A family of {m} comparisons cannot hold {len(p)} p-values.")
     order = np.argsort(p, kind="stable")
     adjusted = np.empty_like(p)
-    adjusted[order] = np.minimum(np.maximum.accumulate((len(p) - np.arange(len(p))) * p[order]), 1.0)
+    adjusted[order] = np.minimum(np.maximum.accumulate((m - np.arange(len(p))) * p[order]), 1.0)
     return adjusted
 
 
 def verdict(p_holm: float, p_equivalence: float, difference: float, seeds: int, alpha: float = 0.05) -> str:
     """What may be said of one comparison: "better" / "worse" (Holm-adjusted p below ``alpha``), "as good as"
-    (equivalent within the margin by ``tost``), else "not separated with N seeds"."""
+    (equivalent within the margin by ``tost``, Holm-adjusted), else "not separated with N seeds"."""
     if p_holm < alpha:
         return "better" if difference > 0 else "worse"
     if p_equivalence < alpha:
@@ -173,18 +179,23 @@ def verdict(p_holm: float, p_equivalence: float, difference: float, seeds: int, 
     return f"not separated with {seeds} seed{'s' * (seeds != 1)}"
 
 
-def family(results: Mapping[str, dict], margin: float, alpha: float = 0.05) -> pd.DataFrame:
-    """One row per comparison of a family (``compare`` results by name): the difference and its interval, the raw
-    and Holm-adjusted p-values, the seeds, the smallest difference the study could detect (80 % power), the
-    equivalence p-value against ``margin`` and the verdict."""
+def family(results: Mapping[str, dict], margin: float, alpha: float = 0.05, m: int | None = None) -> pd.DataFrame:
+    """One row per comparison of a family (``compare_seeds`` results by name): the difference and its interval, the
+    raw and Holm-adjusted p-values, the seeds, the smallest difference the study could detect (80 % power at the
+    Bonferroni level alpha / m, which Holm never asks more than), the Holm-adjusted equivalence p-value against
+    ``margin`` and the verdict. ``m``: the family's size in the plan, if only some comparisons are recorded yet."""
     if not results:
         raise ValueError("A family needs at least one comparison.")
+    missing = [name for name, r in results.items() if not {"se", "df"} <= set(r)]
+    if missing:
+        raise KeyError(f"{missing} lack se and df: a family is built from compare_seeds results.")
+    m = len(results) if m is None else m
     rows = pd.DataFrame({name: {key: r[key] for key in ("a", "b", "difference", "ci_low", "ci_high", "p_value",
                                                           "seeds")} for name, r in results.items()}).T
     rows = rows.astype({"seeds": int}).astype({c: float for c in rows if c != "seeds"})
-    rows["p_holm"] = holm(rows.p_value.to_numpy())
-    rows["detectable"] = [detectable(r, alpha) for r in results.values()]
-    rows["p_equivalence"] = [tost(r, margin) for r in results.values()]
+    rows["p_holm"] = holm(rows.p_value.to_numpy(), m)
+    rows["detectable"] = [detectable(r, alpha / m) for r in results.values()]
+    rows["p_equivalence"] = holm([tost(r, margin) for r in results.values()], m)
     rows["verdict"] = [verdict(*values, alpha) for values in
                        zip(rows.p_holm, rows.p_equivalence, rows.difference, rows.seeds)]
     return rows

@@ -5,7 +5,7 @@ Lee, Pincombe & Welsh (2005): 50 news documents, every pair rated for similarity
 
 Whether one encoder ranks better than another is a question about documents, not pairs: the 1,225 pairs share
 50 documents, so they are not independent samples. ``spearman_score`` is Spearman's rho as a score of resampled
-documents, so that ``mtl.evaluation.metrics.compare_scores`` compares two methods as it compares models over test
+documents, so that ``mtl.evaluation.compare.compare_scores`` compares two methods as it compares models over test
 examples: it draws documents with replacement, scores both methods on the pairs among the same drawn documents and
 reports the difference of rho with a percentile interval (Efron & Tibshirani 1993). ``spearman_comparisons``: a
 table of several such comparisons.

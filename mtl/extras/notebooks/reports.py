@@ -5,7 +5,7 @@
 - ``sentence_report``, ``entity_report``, ``confusion``: macro precision / recall / F1, one-vs-rest ROC-AUC and
   confusion matrices (scikit-learn); entity-level scores per type (seqeval).
 - ``paired_by_group``: is a difference between two models bigger than test-set noise within each group of examples
-  (``mtl.evaluation.metrics.compare``)?
+  (``mtl.evaluation.compare.compare``)?
 - ``prediction_frame``, ``confident_mistakes``, ``scores_by``: predictions per example for error analysis.
 - ``inference_cost``: parameters and prediction time of one multi-task model against one model per task.
 """

@@ -299,8 +299,8 @@ def execute(run: StudyRun) -> dict:
 # ---- reading the records ---------------------------------------------------------------------------------------
 
 def all_runs(seeds: Sequence[int] = SEEDS) -> list[StudyRun]:
-    return (recipe_runs(seeds) + baseline_runs() + sharing_runs(seeds) + freezing_runs(seeds) + grid_runs()
-            + tuned_runs())
+    runs = recipe_runs(seeds) + baseline_runs() + sharing_runs(seeds) + freezing_runs(seeds) + grid_runs() + tuned_runs()
+    return list({run.path(STUDIES_DIR): run for run in runs}.values())  # a grid run of the chosen rate is a tuned run
 
 
 def records(runs: Sequence[StudyRun]) -> list[dict]:
@@ -310,7 +310,8 @@ def records(runs: Sequence[StudyRun]) -> list[dict]:
 
 def recorded(study: str, seeds: Sequence[int] = SEEDS) -> list[dict]:
     """The current records of one study (runs not yet recorded, or recorded by another definition, are left out)."""
-    runs = {"recipe": recipe_runs, "sharing": sharing_runs, "freezing": freezing_runs}
+    runs = {"recipe": recipe_runs, "sharing": sharing_runs, "freezing": freezing_runs,
+            "tuned_freezing": lambda _: list({r.path(STUDIES_DIR): r for r in grid_runs() + tuned_runs()}.values())}
     return records(baseline_runs() if study == "baselines" else runs[study](seeds))
 
 
@@ -421,7 +422,7 @@ def provenance_problems(study_records: Sequence[dict]) -> list[str]:
     uncommitted changes, or records of the study made at more than one commit."""
     problems = [f"{r['setup']}, seed {r['seed']}: made from a dirty tree ({r['provenance'].get('commit')})"
                 for r in study_records if "dirty" in r["provenance"].get("commit", "dirty")]
-    commits = sorted({r["provenance"].get("commit") for r in study_records})
+    commits = sorted({str(r["provenance"].get("commit")) for r in study_records})
     if len(commits) > 1:
         problems.append(f"made at {len(commits)} commits: {', '.join(map(str, commits))}")
     return problems
@@ -436,7 +437,11 @@ def what_to_freeze(reference: str = "heads only", seed: int = 0) -> pd.DataFrame
     (``compare_seeds``), Holm-adjusted p-values over the whole family, the detectable difference and the verdict
     against ``FREEZING_MARGIN``. Rows only where both have recorded seeds in common."""
     rates = chosen_rates()
-    by_key = {(r["setup"], r["seed"]): r for r in records(tuned_runs())}
+    found = records(tuned_runs())
+    problems = provenance_problems(found)
+    if problems:
+        raise ValueError(f"The tuned freezing records break the plan's provenance rule: {problems[:3]}")
+    by_key = {(r["setup"], r["seed"]): r for r in found}
     tests = _tests(["sentiment"])["sentiment"]
     score = lambda summed: head_type("sentence").score_statistics(summed)  # noqa: E731  macro-F1 from counts
     results = {}
@@ -453,7 +458,8 @@ def what_to_freeze(reference: str = "heads only", seed: int = 0) -> pd.DataFrame
             results[f"{method} - {reference}, n={size or 'all'}"] = compare_seeds(*stats, score, seed=seed)
     if not results:
         return pd.DataFrame()
-    return family(results, FREEZING_MARGIN)
+    methods = len(METHODS) - 1
+    return family(results, FREEZING_MARGIN, m=methods * len(TUNED_SIZES))  # Holm over the plan's whole family
 
 
 def provenance(studies: Sequence[str]) -> str:
