@@ -184,29 +184,47 @@ def fake_record(run, validation: float, test: float, predicted=None) -> dict:
             "results": results}
 
 
+def write_grid(directory, validation, test=lambda v: 0.5, methods=None):
+    """Fake grid records: ``validation(method, rate, seed)`` as each run's kept-epoch validation macro-F1."""
+    for run in studies.grid_runs(methods):
+        method, rate = run.setup.split(", lr=")[0], float(run.setup.split("lr=")[1].split(",")[0])
+        v = validation(method, rate, run.seed)
+        write_record(run.path(directory), fake_record(run, v, test(v)))
+
+
 def test_learning_rates_are_chosen_on_validation_and_never_read_test_scores(tmp_path, monkeypatch):
     """The grid's choice follows the validation scores, whatever the test scores say (here the opposite)."""
     monkeypatch.setattr(studies, "STUDIES_DIR", tmp_path)
-    best = {method: rates[-1] if i % 2 else rates[0] for i, (method, rates) in enumerate(studies.LR_GRID.items())}
-    for test_sign in (-1, 1):
-        for run in studies.grid_runs():
-            method, rate = run.setup.split(", lr=")[0], float(run.setup.split("lr=")[1].split(",")[0])
-            validation = 0.6 if rate == best[method] else 0.5 + 0.01 * run.seed
-            write_record(run.path(tmp_path), fake_record(run, validation, 0.5 + test_sign * (validation - 0.5)))
+    best = {method: rates[1] for method, rates in studies.LR_GRID.items()}  # inside every grid
+    score = lambda method, rate, seed: 0.6 if rate == best[method] else 0.5 + 0.01 * seed  # noqa: E731
+    for test in (lambda v: 1 - v, lambda v: v):
+        write_grid(tmp_path, score, test)
         assert studies.chosen_rates() == best
-    tie = studies.grid_runs(["heads only"])
-    for run in tie:
-        write_record(run.path(tmp_path), fake_record(run, 0.55, 0.9))
-    assert studies.chosen_rates()["heads only"] == min(studies.LR_GRID["heads only"])  # a tie: the smaller rate
+    low, middle, high = studies.LR_GRID["heads only"]
+    write_grid(tmp_path, lambda method, rate, seed: 0.5 if rate == low else 0.6, methods=["heads only"])
+    assert studies.chosen_rates()["heads only"] == middle  # a tie: the smaller rate
+    write_grid(tmp_path, lambda method, rate, seed: 0.6, methods=["heads only"])
+    assert studies.rate_grid("heads only")[0][0] < low and "heads only" not in studies.chosen_rates()  # at the edge
+
+
+def test_a_rate_chosen_at_the_edge_of_its_grid_extends_the_grid_until_it_is_inside(tmp_path, monkeypatch):
+    monkeypatch.setattr(studies, "STUDIES_DIR", tmp_path)
+    grid = list(studies.LR_GRID["full fine-tuning"])  # 2e-5, 6e-5, 2e-4
+    rising = lambda method, rate, seed: min(rate, 7e-4) * 100  # noqa: E731  best at 7e-4 and above
+    write_grid(tmp_path, rising, methods=["full fine-tuning"])
+    rates, chosen = studies.rate_grid("full fine-tuning")
+    assert rates == grid + [pytest.approx(6.67e-4)] and chosen is None  # one step of the grid's factor, not yet run
+    write_grid(tmp_path, rising, methods=["full fine-tuning"])  # the new rate recorded: still the best, at the edge
+    rates, chosen = studies.rate_grid("full fine-tuning")
+    assert len(rates) == 5 and chosen is None
+    write_grid(tmp_path, lambda method, rate, seed: 0.6 - abs(rate - 6.67e-4), methods=["full fine-tuning"])
+    assert studies.rate_grid("full fine-tuning")[1] == pytest.approx(6.67e-4)  # inside the grid now
 
 
 def test_what_to_freeze_compares_each_method_with_heads_only_over_shared_seeds(tmp_path, monkeypatch):
     monkeypatch.setattr(studies, "STUDIES_DIR", tmp_path)
     monkeypatch.setattr(studies, "TUNED_SIZES", (250,))
-    for run in studies.grid_runs():  # every method's rate: the first of its grid
-        rate = float(run.setup.split("lr=")[1].split(",")[0])
-        write_record(run.path(tmp_path), fake_record(run, 0.6 if rate == studies.LR_GRID[run.setup.split(",")[0]][0]
-                                                    else 0.5, 0.5))
+    write_grid(tmp_path, lambda method, rate, seed: 0.6 if rate == studies.LR_GRID[method][1] else 0.5)
     gold = [studies.TASK_LABELS["sentiment"].index(ex.labels["sentiment"])
             for ex in load_datasets(["sentiment"], "test")["sentiment"]]
     rng = np.random.default_rng(0)

@@ -138,25 +138,44 @@ def tuned_run(method: str, rate: float, size: int | None, seed: int) -> StudyRun
     return StudyRun("tuned_freezing", f"{method}, lr={rate:g}, n={size or 'all'}", seed, params)
 
 
+def _grid_means(method: str, rates: Sequence[float]) -> dict[float, float]:
+    """Mean validation macro-F1 of the kept epochs over the grid's seeds, for the rates recorded for every seed."""
+    means = {}
+    for rate in rates:
+        found = records([tuned_run(method, rate, GRID_SIZE, seed) for seed in GRID_SEEDS])
+        if len(found) == len(GRID_SEEDS):
+            means[rate] = sum(r["results"]["validation"]["sentiment/macro_f1"] for r in found) / len(found)
+    return means
+
+
+def rate_grid(method: str) -> tuple[list[float], float | None]:
+    """``method``'s grid as its records have grown it, and its chosen rate (None while the grid is incomplete): the
+    rate of the highest mean validation macro-F1 over the grid's seeds (a tie: the smaller rate); a rate chosen at an
+    edge of the grid adds the next rate beyond that edge, one step of the grid's factor, and is chosen again."""
+    rates = sorted(LR_GRID[method])
+    while True:
+        means = _grid_means(method, rates)
+        if len(means) < len(rates):
+            return rates, None
+        best = max(rates, key=lambda rate: means[rate])  # max keeps the first (smallest) of ties
+        if best == rates[-1]:
+            rates.append(float(f"{rates[-1] * rates[-1] / rates[-2]:.3g}"))
+        elif best == rates[0]:
+            rates.insert(0, float(f"{rates[0] * rates[0] / rates[1]:.3g}"))
+        else:
+            return rates, best
+
+
 def grid_runs(methods: Sequence[str] | None = None) -> list[StudyRun]:
-    """The learning-rate grid: every rate of ``LR_GRID`` at ``GRID_SIZE`` sentences, seeds ``GRID_SEEDS``."""
+    """The learning-rate grid: every rate of each method's grid (``rate_grid``) at ``GRID_SIZE`` sentences, seeds
+    ``GRID_SEEDS``."""
     return [tuned_run(method, rate, GRID_SIZE, seed) for method in (methods or METHODS)
-            for rate in LR_GRID[method] for seed in GRID_SEEDS]
+            for rate in rate_grid(method)[0] for seed in GRID_SEEDS]
 
 
 def chosen_rates() -> dict[str, float]:
-    """Each method's rate: the highest mean validation macro-F1 of the kept epochs over the grid's seeds (a tie: the
-    smaller rate), for the methods whose grid is fully recorded."""
-    chosen = {}
-    for method in METHODS:
-        means = {}
-        for rate in LR_GRID[method]:
-            found = records([tuned_run(method, rate, GRID_SIZE, seed) for seed in GRID_SEEDS])
-            if len(found) == len(GRID_SEEDS):
-                means[rate] = sum(r["results"]["validation"]["sentiment/macro_f1"] for r in found) / len(found)
-        if len(means) == len(LR_GRID[method]):
-            chosen[method] = max(sorted(means), key=lambda rate: means[rate])  # max keeps the first (smallest) of ties
-    return chosen
+    """Each method's chosen rate (``rate_grid``), for the methods whose grid is complete."""
+    return {method: rate for method in METHODS if (rate := rate_grid(method)[1]) is not None}
 
 
 def tuned_runs(seeds: Sequence[int] = TUNED_SEEDS, sizes: Sequence[int | None] = TUNED_SIZES) -> list[StudyRun]:
