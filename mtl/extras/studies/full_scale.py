@@ -318,8 +318,12 @@ def execute(run: StudyRun) -> dict:
 # ---- reading the records ---------------------------------------------------------------------------------------
 
 def all_runs(seeds: Sequence[int] = SEEDS) -> list[StudyRun]:
-    runs = recipe_runs(seeds) + baseline_runs() + sharing_runs(seeds) + freezing_runs(seeds) + grid_runs() + tuned_runs()
-    return list({run.path(STUDIES_DIR): run for run in runs}.values())  # a grid run of the chosen rate is a tuned run
+    return recipe_runs(seeds) + baseline_runs() + sharing_runs(seeds) + freezing_runs(seeds) + planned_freezing_runs()
+
+
+def planned_freezing_runs() -> list[StudyRun]:
+    """The grid's runs and the tuned runs, each once: a grid run of the chosen rate is also a tuned run."""
+    return list({run.path(STUDIES_DIR): run for run in grid_runs() + tuned_runs()}.values())
 
 
 def records(runs: Sequence[StudyRun]) -> list[dict]:
@@ -330,7 +334,7 @@ def records(runs: Sequence[StudyRun]) -> list[dict]:
 def recorded(study: str, seeds: Sequence[int] = SEEDS) -> list[dict]:
     """The current records of one study (runs not yet recorded, or recorded by another definition, are left out)."""
     runs = {"recipe": recipe_runs, "sharing": sharing_runs, "freezing": freezing_runs,
-            "tuned_freezing": lambda _: list({r.path(STUDIES_DIR): r for r in grid_runs() + tuned_runs()}.values())}
+            "tuned_freezing": lambda _: planned_freezing_runs()}
     return records(baseline_runs() if study == "baselines" else runs[study](seeds))
 
 
