@@ -1,5 +1,5 @@
 """Length-sorted batching gives every row back in input order: encode, MultiTaskModel.predict, mtl.evaluation.predictions.predict,
-embed_with_poolings.
+embed_with_poolings; and every pass of the model over a data set batches by token count, not characters.
 
 Each function batches texts sorted by length (less padding) and must undo the sort. The texts below are in an
 order unlike their length order, and the batches are small, so a missing or wrong inverse permutation shows up as
@@ -78,3 +78,32 @@ def test_embed_with_poolings_restores_input_order(tiny_model):
     for mode in ("mean", "max"):
         alone = np.concatenate([embed_with_poolings(encoder, [t], [mode])[mode] for t in TEXTS])
         np.testing.assert_allclose(batched[mode], alone, atol=1e-5)
+
+
+# Ordered by characters, these two disagree with their token counts: one long word of many word pieces, and many
+# short words that are one token each.
+FEW_CHARACTERS_MANY_TOKENS = "Zqxjkvw wqzxj vkqzj"
+MANY_CHARACTERS_FEW_TOKENS = "the of and to in the of and"
+
+
+def test_the_model_batches_by_token_count_not_characters(tiny_model, monkeypatch):
+    texts = [MANY_CHARACTERS_FEW_TOKENS, FEW_CHARACTERS_MANY_TOKENS, "Rain."]
+    counts = tiny_model.encoder.token_counts(texts)
+    assert counts[1] > counts[0] and len(texts[1]) < len(texts[0])  # the premise: the two orders differ
+    examples = [Example(text, {"topic": "tech"}) for text in texts]
+    assert [list(batch) for batch in tiny_model.batches(examples, 1)] == [[1], [0], [2]]
+
+    seen = []  # what predict and MultiTaskModel.predict really run, batch by batch
+    tokenize = tiny_model.encoder.tokenize
+    monkeypatch.setattr(tiny_model.encoder, "tokenize", lambda inputs: seen.append(list(inputs)) or tokenize(inputs))
+    predict(tiny_model, examples, batch_size=1, tasks=["topic"])
+    tiny_model.predict(texts, tasks=["topic"], batch_size=1)
+    assert [batch[0] for batch in seen] == [texts[1], texts[0], texts[2]] * 2
+
+
+def test_token_counts_are_the_tokenised_lengths(tiny_model):
+    encoder = tiny_model.encoder
+    texts = TEXTS + ["word " * 100]  # the last one is truncated at max_seq_length
+    assert encoder.token_counts(texts) == [int(encoder.tokenize([t])["attention_mask"].sum()) for t in texts]
+    words = [t.split() for t in TEXTS if t]
+    assert encoder.token_counts(words) == [int(encoder.tokenize([w])["attention_mask"].sum()) for w in words]

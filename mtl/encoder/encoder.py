@@ -148,6 +148,16 @@ class SentenceEncoder(nn.Module):
                                max_length=self.max_seq_length, return_tensors="pt")
         return batch.to(self.device)
 
+    def token_counts(self, inputs: Sequence[str] | Sequence[Sequence[str]]) -> list[int]:
+        """Tokens per item after truncation, as ``tokenize`` would give them (special tokens included): the length
+        every length-sorted pass batches by (``mtl.utils.length_sorted_batches``), since texts of one length in
+        characters differ in tokens."""
+        split_into_words = len(inputs) > 0 and not isinstance(inputs[0], str)
+        ids = self.tokenizer([list(x) for x in inputs] if split_into_words else list(inputs),
+                             is_split_into_words=split_into_words, truncation=True,
+                             max_length=self.max_seq_length)["input_ids"]
+        return [len(row) for row in ids]
+
     def forward(self, features: BatchEncoding | dict) -> dict[str, torch.Tensor]:
         """``token_embeddings`` (B, T, H) from the backbone and ``sentence_embedding`` (B, D) after pooling etc."""
         inputs = {k: features[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in features}

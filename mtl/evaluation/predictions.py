@@ -9,19 +9,18 @@ import torch
 from mtl.data.examples import Example
 from mtl.evaluation.metrics import TaskPredictions
 from mtl.multitask.model import MultiTaskModel
-from mtl.utils import length_sorted_batches
 
 
 @torch.inference_mode()
 def predict(model: MultiTaskModel, examples: Sequence[Example], batch_size: int = 128,
             tasks: Sequence[str] | None = None) -> dict[str, TaskPredictions]:
-    """Run the model over labelled examples (length-sorted batches) and collect gold and predicted labels per task
+    """Run the model over labelled examples (batches sorted by token count) and collect gold and predicted labels per task
     (``Head.gold_and_predicted``) for the examples that carry the task's label."""
     names = [n for n in model.check_tasks(tasks) if any(n in ex.labels for ex in examples)]
     out = {n: TaskPredictions(model.tasks[n].kind, model.tasks[n].labels) for n in names}
     was_training = model.training
     model.eval()
-    for idx in length_sorted_batches([len(ex.text) for ex in examples], batch_size):
+    for idx in model.batches(examples, batch_size):
         features, labels = model.collate([examples[i] for i in idx])
         logits = model(features, [n for n in names if n in labels])
         for name, task_logits in logits.items():

@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from sentence_transformers.models import Dense, LayerNorm
@@ -98,14 +99,21 @@ class MultiTaskModel(nn.Module):
                   for name, head in self.heads.items() if any(name in ex.labels for ex in examples)}
         return features, {k: v.to(self.encoder.device) for k, v in labels.items()}
 
-    def tokenize(self, examples: Sequence[Example]) -> BatchEncoding:
-        """The encoder's input for a batch: by words if an example has words or a label of a by-words kind (so that
-        labels align with words), else by text."""
+    def inputs(self, examples: Sequence[Example]) -> list[str] | list[Sequence[str]]:
+        """What the encoder reads for these examples: their words if one has words or a label of a by-words kind (so
+        that labels align with words), else their texts."""
         word_tasks = [name for name, head in self.heads.items() if head.by_words]
         by_words = any(ex.words is not None or any(n in ex.labels for n in word_tasks) for ex in examples)
-        return self.encoder.tokenize(
-            [ex.words or tuple(ex.text.split()) for ex in examples] if by_words else [ex.text for ex in examples]
-        )
+        return [ex.words or tuple(ex.text.split()) for ex in examples] if by_words else [ex.text for ex in examples]
+
+    def tokenize(self, examples: Sequence[Example]) -> BatchEncoding:
+        """The encoder's input for a batch (``inputs``), padded and truncated."""
+        return self.encoder.tokenize(self.inputs(examples))
+
+    def batches(self, examples: Sequence[Example], batch_size: int) -> list[np.ndarray]:
+        """Positions of ``examples`` in batches sorted by token count (longest first): the batching of every pass
+        over a data set (validation, test predictions, cache filling), so that each batch holds little padding."""
+        return length_sorted_batches(self.encoder.token_counts(self.inputs(examples)), batch_size)
 
     @torch.no_grad()
     def fill_prefix_cache(self, examples: Sequence[Example], batch_size: int = FILL_BATCH_SIZE) -> None:
@@ -120,9 +128,9 @@ class MultiTaskModel(nn.Module):
             depth = self.encoder.cached_depth()
         if depth == 0:
             return
-        features = self.tokenize(examples)  # (n, T), right-padded: tokenised at once to batch by token length
+        features = self.tokenize(examples)  # (n, T), right-padded: tokenised once, sliced per batch
         lengths = features["attention_mask"].sum(1)  # (n,)
-        for idx in length_sorted_batches(lengths.tolist(), batch_size):  # frozen blocks: eval mode
+        for idx in self.batches(examples, batch_size):  # frozen blocks: eval mode
             rows = torch.from_numpy(idx)
             width = int(lengths[rows].max())
             cache.fill(self.encoder, {name: values[rows, :width] for name, values in features.items()}, depth)
@@ -162,7 +170,7 @@ class MultiTaskModel(nn.Module):
         An input is a text or its words (a list of strings, whose text is the words joined by spaces). Inputs are
         tokenised as ``collate`` tokenises training batches: by words when a token task runs or words are given (a
         text split as the training data was: ``mtl.data.words.split_words``), else as texts. Batches are sorted by
-        length; a progress bar shows from 21 batches on unless ``show_progress_bar`` says otherwise. ``precision`` of
+        token count; a progress bar shows from 21 batches on unless ``show_progress_bar`` says otherwise. ``precision`` of
         the forward pass: "fp32", "bf16", "fp16" (CUDA) or "auto" (see ``mtl.encoder.precision``).
         """
         check_texts(inputs, words=True)
@@ -173,11 +181,12 @@ class MultiTaskModel(nn.Module):
         items = [(split_words(x) if isinstance(x, str) else joined_words(x)) if by_words else x for x in inputs]
         was_training = self.training
         self.eval()
-        batches = length_sorted_batches([len(x.text if by_words else x) for x in items], batch_size)  # less padding
+        inputs = [x.words if by_words else x for x in items]
+        batches = length_sorted_batches(self.encoder.token_counts(inputs), batch_size)  # by tokens: little padding
         results: list[dict] = [{} for _ in items]
         show = len(batches) > 20 if show_progress_bar is None else show_progress_bar
         for idx in tqdm(batches, desc="predict", disable=not show):
-            features = self.encoder.tokenize([items[i].words if by_words else items[i] for i in idx])
+            features = self.encoder.tokenize([inputs[i] for i in idx])
             with autocast(precision, self.encoder.device):
                 logits = self(features, names)
             probs = {k: v.float().softmax(-1).cpu() for k, v in logits.items()}  # (B, C) or (B, T, C)

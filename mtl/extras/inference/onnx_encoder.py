@@ -60,6 +60,7 @@ class OnnxSentenceEncoder:
         self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.tokenizer = encoder.tokenizer
+        self.token_counts = encoder.token_counts  # the batching rule of every pass: by token count
         self.max_seq_length = encoder.max_seq_length
         self.head = nn.Sequential(*list(encoder.model)[1:]).to("cpu").eval()  # Pooling, [Dense], [LayerNorm], ...
         self.dim = encoder.dim
@@ -87,10 +88,10 @@ class OnnxSentenceEncoder:
             return cls(encoder, path, threads)
 
     def encode(self, texts: Sequence[str], batch_size: int = 64, show_progress_bar: bool | None = None) -> np.ndarray:
-        """Embed texts, shape (n, D), float32, in input order, in batches sorted by length (less padding); a progress
+        """Embed texts, shape (n, D), float32, in input order, in batches sorted by token count (less padding); a progress
         bar from 21 batches on unless ``show_progress_bar`` says otherwise."""
         check_texts(texts)
-        batches = length_sorted_batches([len(t) for t in texts], batch_size)
+        batches = length_sorted_batches(self.token_counts(texts), batch_size)
         show = len(batches) > 20 if show_progress_bar is None else show_progress_bar
         embeddings = torch.cat([self._embed_batch([texts[i] for i in idx])
                                 for idx in tqdm(batches, desc="encode (onnx)", disable=not show)])  # (n, D), sorted
