@@ -1,25 +1,38 @@
-"""README's results tables, generated from the notebooks' recorded results (``results/*.json``,
+"""The numbers shown in README.md and docs/, generated from the notebooks' recorded results (``results/*.json``,
 ``mtl.extras.notebooks.results``) and the full-scale studies' records (``mtl.extras.studies.full_scale``).
 
 ``python -m mtl.extras.studies.readme`` rewrites every block between ``<!-- results: NAME -->`` and
-``<!-- /results -->`` in README.md; ``tests/test_readme.py`` fails when a block differs from what the results say, so
-a number in README cannot drift from the notebooks that produced it.
+``<!-- /results -->`` in README.md and docs/*.md; ``tests/test_readme.py`` fails when a block differs from what the
+records say, so a number on those pages cannot drift from the evidence that produced it. docs/analysis_plan.md is
+binding and never rewritten.
 """
 from __future__ import annotations
 
 import re
 import sys
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 
-from mtl.evaluation.compare import separated
+import pandas as pd
+
 from mtl.extras.notebooks.results import load
-from mtl.extras.notebooks.sharing import COMPARISONS
 from mtl.extras.studies import full_scale as studies
 from mtl.paths import PROJ_ROOT
 
 README = PROJ_ROOT / "README.md"
+DOCS = PROJ_ROOT / "docs"
+PLAN = DOCS / "analysis_plan.md"  # binding: written before the reruns, never regenerated
 BLOCK = re.compile(r"(<!-- results: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.DOTALL)
+NOTEBOOK = {name[:2]: f"notebooks/{name}.ipynb" for name in ("01_sentence_embeddings", "03_training_considerations",
+                                                              "04_training_loop", "05_evaluation")}
+PLAN_LINK = "[analysis plan](docs/analysis_plan.md)"
+TASK_NAMES = {"topic": "topic", "sentiment": "sentiment", "ner": "NER"}
+
+
+def documents() -> list[Path]:
+    """The pages whose blocks are generated: README.md and docs/*.md but the analysis plan."""
+    return [README, *sorted(path for path in DOCS.glob("*.md") if path != PLAN)]
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
@@ -39,190 +52,162 @@ def interval(values, prefix: str = "") -> str:
     return f"{difference:+.3f} ({low:+.3f} to {high:+.3f})"
 
 
-def embeddings() -> str:
-    """Notebook 01: Spearman's rho against human similarity per backbone and pooling, and the orders it tests."""
+def link(notebook: str) -> str:
+    return f"[notebook {notebook}]({NOTEBOOK[notebook]})"
+
+
+# ---- the plan's families of comparisons, computed once per process (each takes seconds) -------------------------
+@cache
+def baselines_family() -> tuple[pd.DataFrame, tuple[str, ...]]:
+    table, problems = studies.against_baselines()
+    return table, tuple(problems)
+
+
+@cache
+def sharing_family() -> tuple[pd.DataFrame, tuple[str, ...]]:
+    table, problems = studies.sharing_family()
+    return table, tuple(problems)
+
+
+@cache
+def freezing_family() -> pd.DataFrame:
+    return studies.what_to_freeze()
+
+
+def said(row) -> str:
+    """A comparison as prose: its difference and interval, the verdict and, when not separated, the smallest
+    difference the study could have detected."""
+    seeds = int(row.seeds)
+    verdict = row.verdict if "seed" in row.verdict else f"{row.verdict}, {seeds} seed{'s' * (seeds != 1)}"
+    detectable = f", detectable {f3(row.detectable)}" if row.verdict.startswith("not separated") else ""
+    return f"{interval(row)}, {verdict}{detectable}"
+
+
+# ---- README: the findings at a glance --------------------------------------------------------------------------
+EMBEDDING_PAIRS = {"scratch mean": "a small encoder with random weights", "minilm max": "max pooling",
+                   "minilm cls": "CLS pooling", "mpnet mean": "MPNet, mean pooling"}  # each against MiniLM, mean
+
+
+def _embeddings_finding() -> str:
     r = load("01_sentence_embeddings")
-    names = {"minilm": "all-MiniLM-L6-v2", "mpnet": "all-mpnet-base-v2", "scratch": "from scratch, random weights"}
-    rows = [[f"{label} ({r[f'backbone/{name}/params_millions']:.1f} M parameters)",
-             *(f3(r[f"spearman/{name}/{pooling}"]) for pooling in ("cls", "mean", "max"))]
-            for name, label in names.items()]
-    return table(["backbone", "cls", "mean", "max"], rows)
+    shown = [f"{label} {interval(r, f'bootstrap/{pair} vs minilm mean/')}, "
+             f"{r[f'bootstrap/{pair} vs minilm mean/verdict']}" for pair, label in EMBEDDING_PAIRS.items()]
+    heading = ("Pretrained weights are what make sentence embeddings agree with people"
+               if r["bootstrap/scratch mean vs minilm mean/verdict"] == "worse" else "Pretrained against random weights")
+    return (f"**{heading}** ({link('01')}): Spearman's rho between cosines and human similarity (Lee corpus), each "
+            f"against MiniLM with mean pooling: {'; '.join(shown)}.")
 
 
-def embedding_orders() -> str:
-    """Notebook 01: every tested order of two embeddings, paired bootstrap over the Lee documents, 95 % interval."""
-    r = load("01_sentence_embeddings")
-    pairs = sorted({key.split("/")[1] for key in r if key.startswith("bootstrap/")})
-    rows = [[pair.replace(" vs ", " - "), interval(r, f"bootstrap/{pair}/"),
-             "yes" if separated({k: r[f"bootstrap/{pair}/{k}"] for k in ("ci_low", "ci_high")}) else "within noise"]
-            for pair in pairs]
-    return table(["a - b (Spearman's rho)", "difference (95 % interval)", "separated?"], rows)
+def _freezing_finding() -> str:
+    family = freezing_family()
+    if family.empty:
+        return f"**What to train** ({link('03')}): the rerun under the {PLAN_LINK} has no comparison recorded yet."
+    parts = []
+    for size in dict.fromkeys(name.rsplit(", n=", 1)[1] for name in family.index):
+        rows = family[[name.endswith(f", n={size}") for name in family.index]]
+        best = rows.difference.idxmax()
+        parts.append(f"at {f'{int(size):,}' if size.isdigit() else size} sentences, "
+                     f"{best.rsplit(', n=', 1)[0].replace(' - ', ' minus ')}: {said(rows.loc[best])}")
+    return (f"**What to train, by the amount of labelled data** ({link('03')}): sentiment macro-F1, every method's "
+            f"learning rate tuned alike, the largest gain over training the heads only so far (the rerun under the "
+            f"{PLAN_LINK} is in progress): {'; '.join(parts)}.")
 
 
-def transfer() -> str:
-    """Notebook 03: what trains, its parameters, validation scores (mean over seeds), wall time vs full fine-tuning."""
-    r = load("03_training_considerations")
-    order = ["all frozen", "heads only", "heads only, 10x steps", "top-1", "top-2", "gradual + discriminative",
-             "LoRA r=8", "full fine-tuning", "scratch, heads only", "scratch, full training"]  # the notebook's order
-    found = [key.split("/")[1] for key in r if key.startswith("scenarios/") and key.endswith("/trainable")]
-    scenarios = [name for name in order if name in found] + sorted(set(found) - set(order))
-    rows = [[name, f"{r[f'scenarios/{name}/trainable']:,}", f3(r[f"scenarios/{name}/topic/accuracy"]),
-             f3(r[f"scenarios/{name}/sentiment/macro_f1"]), f"{r[f'seconds_vs_full/{name}/seconds']:.2f}"]
-            for name in scenarios]
-    return table(["what trains", "trainable parameters", "topic accuracy", "sentiment macro-F1",
-                  "wall time / full fine-tuning"], rows)
+def _strongest(comparisons: pd.DataFrame, task: str) -> str:
+    """The model minus the strongest baseline on ``task`` (the highest baseline score), as prose."""
+    rows = comparisons.xs(task, level="task")
+    name = rows.b.astype(float).idxmax()
+    row = rows.loc[name]
+    return f"{TASK_NAMES[task]} {f3(row.a)} against {f3(row.b)} ({name.removeprefix('recipe - ')}): {said(row)}"
 
 
-def bigger_encoder() -> str:
-    """Notebook 03: all-mpnet-base-v2 against MiniLM, heads only and top-2, paired bootstrap over validation x seeds."""
-    r = load("03_training_considerations")
-    keys = sorted({tuple(key.split("/")[1:3]) for key in r if key.startswith("mpnet_compare/")}, key=lambda k: (k[1], k[0]))
-    rows = [[f"{pair} ({task})", f3(r[f"mpnet_compare/{task}/{pair}/a"]), f3(r[f"mpnet_compare/{task}/{pair}/b"]),
-             interval(r, f"mpnet_compare/{task}/{pair}/")] for task, pair in keys]
-    return table(["a - b (macro-F1, validation)", "a", "b", "difference (95 % interval)"], rows)
+def _status(problems: tuple[str, ...]) -> str:
+    if problems:
+        return f"records that predate the {PLAN_LINK}, being rerun"
+    return f"under the {PLAN_LINK}"
 
 
-def test_split() -> str:
-    """Notebooks 04-05: every method on the held-out test split (the final model: seed 0)."""
-    r = load("05_evaluation")
-    methods = sorted({key.split("/")[1] for key in r if key.startswith("baselines/")},
-                     key=["majority class", "TF-IDF + LR (recipe subsample)", "TF-IDF + LR (full train split)",
-                          "frozen MiniLM + LR (recipe subsample)", "VADER lexicon", "most frequent tag per word"].index)
-    cell = lambda key: f3(r[key]) if key in r else "-"  # noqa: E731
-    rows = [[method, cell(f"baselines/{method}/topic/accuracy"), cell(f"baselines/{method}/sentiment/macro_f1"),
-             cell(f"baselines/{method}/ner/entity_f1")] for method in methods]
-    rows.append(["**multi-task model** (notebook 04)", f3(r["final/topic/accuracy"]), f3(r["final/sentiment/macro_f1"]),
-                 f3(r["final_ner/micro avg/f1"])])
-    return table(["method", "topic accuracy", "sentiment macro-F1", "NER entity F1 (vs spaCy)"], rows)
+def findings() -> str:
+    """The README's findings at a glance: a bullet per question, each number with its 95 % interval and verdict
+    (docs/analysis_plan.md's families) and the notebook that shows it; studies being rerun say so."""
+    bullets = [_embeddings_finding(), _freezing_finding()]
+    baselines, problems = baselines_family()
+    if not baselines.empty:
+        seeds = int(baselines.seeds.max())
+        bullets += [
+            f"**The multi-task model against the strongest baseline** ({link('04')}, {link('05')}): all training "
+            f"data, {seeds} seeds, test macro-F1, {_status(problems)}: "
+            f"{_strongest(baselines, 'sentiment')}; {_strongest(baselines, 'topic')}.",
+            f"**NER is agreement with a teacher** ({link('05')}): entity F1 against spaCy's tags (its "
+            f"`en_core_web_sm` predictions, not human labels), the same model: "
+            f"{_strongest(baselines, 'ner').removeprefix('NER ')}."]
+    sharing, problems = sharing_family()
+    if not sharing.empty:
+        pairs = [f"{TASK_NAMES[task]} {said(sharing.loc[('multi-task - single-task', task)])}"
+                 for task in ("ner", "topic", "sentiment") if ("multi-task - single-task", task) in sharing.index]
+        bullets.append(f"**Sharing one encoder** ({link('05')}): multi-task minus one model per task, all training "
+                       f"data, {_status(problems)}: {'; '.join(pairs)}.")
+    return "".join(f"- {bullet}\n" for bullet in bullets)
 
 
-def model_vs_baselines() -> str:
-    """Notebook 05: the final model minus each strong baseline on the test split, paired bootstrap, 95 % interval."""
-    r = load("05_evaluation")
-    names = sorted({key.split("/")[1] for key in r if key.startswith("final_vs_baselines/")})
-    rows = [[name.removeprefix("model - "), f3(r[f"final_vs_baselines/{name}/a"]), f3(r[f"final_vs_baselines/{name}/b"]),
-             interval(r, f"final_vs_baselines/{name}/")] for name in names]
-    return table(["baseline (task)", "model", "baseline", "model - baseline (95 % interval)"], rows)
+# ---- docs/studies.md: the full-scale studies -------------------------------------------------------------------
+def family_table(comparisons: pd.DataFrame, problems: tuple[str, ...]) -> str:
+    """A family of the plan (comparison, task): scores, difference and interval, seeds, the smallest detectable
+    difference and the verdict; beside it, whether the records predate the plan's provenance rule."""
+    if comparisons.empty:
+        return "_Not recorded yet._\n"
+    rows = [[comparison, TASK_NAMES[task], f3(row.a), f3(row.b), interval(row), str(int(row.seeds)),
+             f3(row.detectable), row.verdict] for (comparison, task), row in comparisons.iterrows()]
+    note = ""
+    if problems:
+        studies_named = sorted({problem.split(":")[0] for problem in problems})
+        note = (f"\n_Records of {' and '.join(studies_named)} predate the plan's provenance rule (a work tree with "
+                "uncommitted changes, or several commits); the rerun replaces them._\n")
+    return table(["a - b", "task", "a", "b", "a - b (95 % interval)", "seeds", "detectable", "verdict"], rows) + note
+
+
+def against_baselines() -> str:
+    """The plan's "against baselines" family: the recipe on all training data minus each baseline."""
+    return family_table(*baselines_family())
 
 
 def sharing() -> str:
-    """Notebook 05: multi- against single-task and the two controls, paired bootstrap over test examples x seeds."""
-    r = load("05_evaluation")
-    pairs = sorted({tuple(key.split("/")[1:3]) for key in r if key.startswith("paired/")}, key=lambda p: (p[1], p[0]))
-    rows = [[comparison, task, f3(r[f"paired/{comparison}/{task}/a"]), f3(r[f"paired/{comparison}/{task}/b"]),
-             interval(r, f"paired/{comparison}/{task}/")] for comparison, task in pairs]
-    return table(["a - b", "task", "a", "b", "difference (95 % interval)"], rows)
+    """The plan's "sharing" family: multi- against single-task setups on all training data."""
+    return family_table(*sharing_family())
 
 
-RECIPE_METRICS = ["topic/accuracy", "sentiment/macro_f1", "ner/entity_f1"]
-
-
-def mean_std(mean: float, std: float) -> str:
-    return "-" if mean != mean else f3(mean) if std != std else f"{mean:.3f} ± {std:.3f}"  # NaN: not recorded / 1 seed
-
-
-def provenance_line(study_names: list[str]) -> str:
-    """The records' provenance (``mtl.extras.studies.full_scale.provenance``), in italics under a table."""
-    return f"_{studies.provenance(study_names)}_\n"
-
-
-def full_scale_recipe() -> str:
-    """Study 1: the recipe on all training data, mean ± std over recorded seeds, and every baseline fitted on the same
-    full training data, on the test splits."""
-    model = studies.seed_table("recipe", RECIPE_METRICS)
-    epochs = ", ".join(f"{r['results']['kept_epoch']}/{r['results']['epochs_run']}" for r in studies.recorded("recipe"))
-    rows = [[f"multi-task model, all training data ({int(n)} seed{'s' * (n > 1)})",
-             *(mean_std(model.loc[setup, f"{m} mean"], model.loc[setup, f"{m} std"]) for m in RECIPE_METRICS), epochs]
-            for setup, n in model.seeds.items()]
-    for record in studies.recorded("baselines"):
-        for method, scores in record["results"]["test"].items():
-            rows.append([f"{method} (all training data)", *(f3(scores[m]) if m in scores else "-" for m in RECIPE_METRICS),
-                         ""])
-    rows.append(["project target", "0.920", "0.680", "0.700", ""])
-    return table(["method", "topic accuracy", "sentiment macro-F1", "NER entity F1 (vs spaCy)",
-                  "epoch kept / run, per seed"], rows) + "\n" + provenance_line(["recipe", "baselines"])
-
-
-def full_scale_vs_baselines() -> str:
-    """Study 1: the full-scale recipe minus each baseline, main score per task, paired bootstrap (95 % interval)."""
-    gaps = studies.recipe_against_baselines()
-    if gaps.empty:
-        return "_Not recorded yet._\n"
-    metric = {"topic": "macro-F1", "sentiment": "macro-F1", "ner": "entity F1"}
-    rows = [[f"{method} ({task}, {metric[task]})", f3(g.a), f3(g.b), interval(g)]
-            for (method, task), g in gaps.iterrows()]
-    return table(["baseline (task, score)", "model", "baseline", "model - baseline (95 % interval)"], rows)
-
-
-def full_scale_sharing() -> str:
-    """Study 2: notebook 05's comparisons of multi- and single-task setups on all training data, paired bootstrap
-    over test examples and every seed recorded for all setups (95 % interval, Bonferroni)."""
-    study = studies.sharing_study()
-    if not study.seeds:
-        return "_Not recorded yet._\n"
-    compared = study.compare(COMPARISONS)
-    rows = [[comparison, task, f3(c.a), f3(c.b), interval(c), "yes" if c.significant else "no"]
-            for (comparison, task), c in compared.iterrows()]
-    return (table(["a - b", "task", "a", "b", f"difference (95 % interval), {len(study.seeds)} seeds",
-                   f"p < 0.05 / {len(compared)}?"], rows) + "\n" + provenance_line(["recipe", "sharing"]))  # multi-task: recipe
-
-
-def full_scale_freezing() -> str:
-    """Study 3: sentiment test macro-F1 (mean ± std over recorded seeds) per method and number of training
-    sentences."""
-    frame = studies.seed_table("freezing", ["sentiment/macro_f1"])
-    sizes = [f"n={size or 'all'}" for size in studies.SIZES]
-    rows = []
-    for method in studies.METHODS:
-        cells = []
-        for size in sizes:
-            setup = f"{method}, {size}"
-            cells.append(mean_std(frame.loc[setup, "sentiment/macro_f1 mean"], frame.loc[setup, "sentiment/macro_f1 std"])
-                         + f" ({int(frame.loc[setup, 'seeds'])})" if setup in frame.index else "-")
-        rows.append([method, *cells])
-    header = ["method", *(f"{s.removeprefix('n=')} sentences" for s in sizes)]
-    return table(header, rows) + "\n" + provenance_line(["freezing"])
-
-
-def full_scale_freezing_gains() -> str:
-    """Study 3: each method minus heads only per training size, paired bootstrap over test sentences and seeds."""
-    gains = studies.freezing_gains()
-    if gains.empty:
+def what_to_freeze() -> str:
+    """The tuned freezing study's family: each method minus heads only per training size, seed-aware interval,
+    Holm over the plan's whole family, the smallest detectable difference and the verdict."""
+    family = freezing_family()
+    if family.empty:
         return "_No pair of runs recorded yet._\n"
-    sizes = list(dict.fromkeys(size for _, size in gains.index))
-    rows = []
-    for method in dict.fromkeys(method for method, _ in gains.index):
-        cells = []
-        for size in sizes:
-            if (method, size) not in gains.index:
-                cells.append("-")
-                continue
-            g = gains.loc[(method, size)]
-            cells.append(f"{interval(g)}, {int(g.seeds)} seed{'s' * (int(g.seeds) > 1)}")
-        rows.append([f"{method} - heads only", *cells])
-    return table(["sentiment macro-F1", *(f"{size} sentences" for size in sizes)], rows)
+    rates = studies.chosen_rates()
+    size = lambda name: f"{int(n):,}" if (n := name.rsplit(", n=", 1)[1]).isdigit() else n  # noqa: E731
+    rows = [[f"{name.rsplit(' - ', 1)[0]}, {size(name)} sentences", f3(row.a), f3(row.b),
+             interval(row), str(int(row.seeds)), f3(row.detectable), row.verdict] for name, row in family.iterrows()]
+    return (table(["method (a), training sentences", "a", "heads only (b)", "a - b (95 % interval)", "seeds",
+                   "detectable", "verdict"], rows)
+            + "\nLearning rates chosen on validation: "
+            + ", ".join(f"{method} {rate:g}" for method, rate in rates.items()) + ".\n")
 
 
 def full_scale_cost() -> str:
-    """What ``make results`` cost: per study, the recorded runs, their wall hours and the CPUs they ran on."""
+    """What the recorded full-scale runs cost: per study, the runs, their wall hours and the CPUs they ran on."""
     rows, total = [], 0.0
-    for name in ("recipe", "baselines", "sharing", "freezing"):
+    for name in ("recipe", "baselines", "sharing", "freezing", "tuned_freezing"):
         runs = studies.recorded(name)
         hours = sum(r["seconds"] for r in runs) / 3600
         total += hours
         cpus = ", ".join(sorted({r["provenance"]["cpu"].split(" (")[0] for r in runs}))
-        rows.append([name, str(len(runs)), f"{hours:.1f}", cpus])
+        rows.append([name.replace("_", " "), str(len(runs)), f"{hours:.1f}", cpus])
     rows.append(["**all**", str(sum(int(row[1]) for row in rows)), f"{total:.1f}", ""])
     return table(["study", "runs recorded", "wall hours", "CPUs (2 cores each)"], rows)
 
 
-BLOCKS: dict[str, Callable[[], str]] = {"embeddings": embeddings, "embedding-orders": embedding_orders,
-                                        "transfer": transfer, "bigger-encoder": bigger_encoder, "test-split": test_split,
-                                        "model-vs-baselines": model_vs_baselines, "sharing": sharing,
-                                        "full-scale-recipe": full_scale_recipe, "full-scale-vs-baselines": full_scale_vs_baselines,
-                                        "full-scale-sharing": full_scale_sharing, "full-scale-cost": full_scale_cost,
-                                        "full-scale-freezing": full_scale_freezing,
-                                        "full-scale-freezing-gains": full_scale_freezing_gains}
+BLOCKS: dict[str, Callable[[], str]] = {"findings": findings, "against-baselines": against_baselines,
+                                        "sharing": sharing, "what-to-freeze": what_to_freeze,
+                                        "full-scale-cost": full_scale_cost}
 
 
 def render(text: str) -> str:
@@ -230,14 +215,19 @@ def render(text: str) -> str:
     def fill(match: re.Match) -> str:
         name = match["name"]
         if name not in BLOCKS:
-            raise KeyError(f"README block {name!r} has no generator; known blocks: {sorted(BLOCKS)}.")
+            raise KeyError(f"Results block {name!r} has no generator; known blocks: {sorted(BLOCKS)}.")
         return match[1] + BLOCKS[name]() + match[4]
     return BLOCK.sub(fill, text)
 
 
-def main(path: Path = README) -> None:
-    path.write_text(render(path.read_text()))
-    print(f"{path}: {len(BLOCK.findall(path.read_text()))} results blocks regenerated")
+def main(paths: list[Path] | None = None) -> None:
+    for path in paths or documents():
+        text = path.read_text()
+        rendered = render(text)
+        if rendered != text:
+            path.write_text(rendered)
+        print(f"{path.relative_to(PROJ_ROOT)}: {len(BLOCK.findall(rendered))} results blocks"
+              f"{' regenerated' if rendered != text else ', unchanged'}")
 
 
 if __name__ == "__main__":
