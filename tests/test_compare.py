@@ -251,3 +251,16 @@ def test_holm_counts_the_comparisons_of_a_family_not_yet_recorded():
     with pytest.raises(KeyError, match="compare_seeds"):
         family({"examples only": {"a": 0.6, "b": 0.5, "difference": 0.1, "ci_low": 0.0, "ci_high": 0.2,
                                   "p_value": 0.04, "seeds": 3}}, margin=0.01)
+
+
+def test_a_family_across_tasks_takes_one_margin_per_comparison_and_holm_adjusts_them_together():
+    result = {"a": 0.6, "b": 0.6, "difference": 0.012, "ci_low": 0.004, "ci_high": 0.020, "p_value": 0.5,
+              "se": 0.002, "df": np.inf, "seeds": 5}
+    results = {"topic": result, "sentiment": result}
+    table = family(results, {"topic": 0.02, "sentiment": 0.01})
+    assert table.verdict.tolist() == ["as good as", "not separated with 5 seeds"]  # 0.012 is inside 0.02 only
+    raw = [tost(result, 0.02), tost(result, 0.01)]
+    assert table.p_equivalence.tolist() == pytest.approx(holm(raw).tolist())  # one Holm over the whole family
+    assert family(results, 0.02).verdict.tolist() == ["as good as"] * 2  # one margin for all, as before
+    with pytest.raises(KeyError, match="One margin per comparison"):
+        family(results, {"topic": 0.02})

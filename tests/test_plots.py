@@ -1,52 +1,37 @@
 """The figure builders of mtl.extras.notebooks.plots: what they draw from their tables (points, lines, scales), not how they look."""
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
 
-from mtl.extras.notebooks.plots import learning_curves, paired_differences, transfer_tradeoffs
-
-
-@pytest.fixture
-def runs():
-    rows = []
-    for seed, jitter in enumerate([-0.01, 0.0, 0.01]):
-        rows += [{"scenario": "all frozen", "trainable": 1, "seconds": 1.0, "topic/accuracy": 0.3 + jitter},
-                 {"scenario": "heads only", "trainable": 10, "seconds": 2.0, "topic/accuracy": 0.6 + jitter},
-                 {"scenario": "scratch, full", "trainable": 1000, "seconds": 20.0, "topic/accuracy": 0.5 + jitter}]
-    return pd.DataFrame(rows)
-
-
-def test_transfer_tradeoffs_plots_each_trained_scenario_at_its_means_with_the_floor_dashed(runs):
-    fig = transfer_tradeoffs(runs, ["topic"], labels_below=["heads only"], title="t")
-    by_params, by_time = fig.axes
-    assert by_params.get_xscale() == by_time.get_xscale() == "log"
-    points = {text.get_text(): text.xy for text in by_params.texts}
-    assert set(points) == {"heads only", "scratch, full"}  # the floor is a line, not a point
-    assert points["heads only"] == pytest.approx((10, 0.6))
-    assert {text.get_text(): text.xy for text in by_time.texts}["scratch, full"] == pytest.approx((20.0, 0.5))
-    floor = [line for line in by_params.lines if line.get_linestyle() == "--"]
-    assert len(floor) == 1 and floor[0].get_ydata()[0] == pytest.approx(0.3)
-    markers = {bars.get_label(): bars.lines[0].get_marker() for bars in by_params.containers}
-    assert markers == {"heads only": "o", "scratch, full": "s"}  # from-scratch encoders are squares
+from mtl.extras.notebooks.plots import VERDICT_COLOURS, family_intervals, freezing_at_scale, paired_differences
 
 
 @pytest.fixture
 def curves():
-    return pd.DataFrame({"method": ["heads only"] * 2 + ["top-2"] * 2, "train_size": [250, 1000] * 2,
-                         "seeds": [3, 3, 3, 1], "mean": [0.5, 0.55, 0.58, 0.65], "std": [0.01, 0.01, 0.02, np.nan],
-                         "seconds": [10.0, 20.0, 40.0, 90.0], "trainable": [1e3, 1e3, 1e6, 1e6]})
+    return pd.DataFrame({"method": ["heads only"] * 3 + ["top-2"] * 2, "train_size": [250, 1000, 16533, 1000, 250],
+                         "seeds": [5, 5, 5, 1, 3], "mean": [0.5, 0.55, 0.6, 0.65, 0.58],
+                         "std": [0.01, 0.01, 0.02, np.nan, 0.03]})
 
 
-def test_learning_curves_draw_each_method_against_size_time_and_parameters_with_markers_growing_with_size(curves):
-    fig = learning_curves(curves, title="t")
-    assert [ax.get_xscale() for ax in fig.axes] == ["log"] * 3
-    for ax, x in zip(fig.axes, ["train_size", "seconds", "trainable"]):
-        scatters = ax.collections[-2:]  # one scatter per method, drawn after its error bars
-        top2 = scatters[-1].get_offsets()
-        assert np.allclose(top2, curves[curves.method == "top-2"][[x, "mean"]].to_numpy())
-        sizes = scatters[-1].get_sizes()
-        assert sizes[1] > sizes[0]  # the larger training set, the larger marker
-    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["heads only", "top-2"]
+def test_freezing_at_scale_draws_each_method_in_increasing_size_at_its_mean_with_its_seed_spread(curves):
+    fig = freezing_at_scale(curves, title="t", spread=0.05)
+    assert len(fig.axes) == 1  # no second panel
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    lines = {bars.get_label(): bars for bars in ax.containers}
+    assert list(lines) == ["heads only", "top-2"]  # the legend's order is the table's
+    top2 = lines["top-2"].lines[0]
+    x, y = top2.get_xdata(), top2.get_ydata()
+    assert list(y) == [0.58, 0.65]  # joined in increasing training size, whatever the table's row order
+    assert np.all(np.diff(x) > 0) and np.allclose(x, np.array([250, 1000]) * np.exp(0.05))  # set apart, in log space
+    assert np.allclose(lines["heads only"].lines[0].get_xdata(), np.array([250, 1000, 16533]) * np.exp(-0.05))
+    heads_bars = lines["heads only"].lines[2][0].get_segments()
+    assert [tuple(np.round(segment[:, 1], 3)) for segment in heads_bars] == [(0.49, 0.51), (0.54, 0.56), (0.58, 0.62)]
+    top2_bars = lines["top-2"].lines[2][0].get_segments()
+    assert np.allclose(top2_bars[1][:, 1], 0.65)  # one seed: no bar
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["250", "1,000", "16,533"]  # the sizes, nothing between
+    assert not ax.get_xticklabels(minor=True)
 
 
 def test_paired_differences_draw_each_comparison_per_budget_hollow_where_not_significant():
@@ -64,3 +49,36 @@ def test_paired_differences_draw_each_comparison_per_budget_hollow_where_not_sig
     assert dots[1][1] == "white" and dots[0][1] != "white"  # hollow: within noise
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["small", "large"]
     assert any(line.get_linestyle() == "--" and line.get_xdata()[0] == 0 for line in ax.lines)
+
+
+def test_family_intervals_draw_each_comparison_in_order_coloured_by_verdict_with_the_margin_shaded():
+    table = pd.DataFrame({"difference": [0.1, -0.3, 0.01], "ci_low": [0.05, -0.4, -0.05], "ci_high": [0.15, -0.2, 0.07],
+                          "verdict": ["better", "worse", "not separated on 50 documents"]}, index=["b", "w", "n"])
+    fig, ax = plt.subplots()
+    family_intervals(ax, table, margin=0.02, xlabel="x", title="t")
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["b", "w", "n"]
+    assert ax.get_ylim()[0] > ax.get_ylim()[1]  # the table's first row on top
+    bars = ax.containers
+    assert [b.lines[0].get_xdata()[0] for b in bars] == pytest.approx([0.1, -0.3, 0.01])
+    assert [tuple(np.round(b.lines[2][0].get_segments()[0][:, 0], 3)) for b in bars] == [(0.05, 0.15), (-0.4, -0.2),
+                                                                                          (-0.05, 0.07)]
+    colours = [b.lines[0].get_color() for b in bars]
+    assert colours == [VERDICT_COLOURS["better"], VERDICT_COLOURS["worse"], "tab:grey"]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["equivalence margin ±0.02", "better", "worse", "not separated on 50 documents"]
+    span = ax.patches[0]  # the margin: a Rectangle, or a Polygon in older matplotlib
+    xs = [span.get_x(), span.get_x() + span.get_width()] if hasattr(span, "get_width") else np.asarray(span.get_xy())[:, 0]
+    assert np.allclose([min(xs), max(xs)], [-0.02, 0.02])
+    plt.close(fig)
+
+
+def test_family_intervals_shade_one_margin_per_row_when_the_tasks_margins_differ():
+    table = pd.DataFrame({"difference": [0.01, -0.02], "ci_low": [-0.01, -0.04], "ci_high": [0.03, 0.0],
+                          "verdict": ["not separated with 3 seeds"] * 2}, index=["a - b (topic)", "a - b (ner)"])
+    fig, ax = plt.subplots()
+    family_intervals(ax, table, margin=[0.02, 0.01], xlabel="x")
+    shaded = [collection.get_paths()[0].vertices for collection in ax.collections]  # bars have 2 vertices each
+    spans = sorted((round(v[:, 0].min(), 3), round(v[:, 0].max(), 3), round(v[:, 1].mean())) for v in shaded
+                   if len(v) > 2)
+    assert spans == [(-0.02, 0.02, 0), (-0.01, 0.01, 1)]  # row 0 (topic) wider than row 1 (ner)
+    plt.close(fig)

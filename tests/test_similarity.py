@@ -1,5 +1,6 @@
 """Tests for mtl.evaluation.similarity: cosines, Spearman against human ratings, Spearman's rho compared over resampled
-documents (``mtl.evaluation.compare.compare_scores``), anisotropy and multi-pooling embedding."""
+documents (``mtl.evaluation.compare.compare_scores``) and as a family against a reference, anisotropy and multi-pooling
+embedding."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,10 +9,10 @@ from scipy.stats import spearmanr
 from sklearn.metrics.pairwise import cosine_similarity
 
 from mtl.encoder.encoder import POOLING_MODES, SentenceEncoder
-from mtl.evaluation.compare import compare_scores
+from mtl.evaluation.compare import compare_scores, holm, resampling_weights
 from mtl.evaluation.similarity import (apply_after_pooling, cosine_matrix, embed_with_poolings, resampled_spearman,
-                                       spearman_comparisons, spearman_score, spearman_with_humans, unrelated_cosine,
-                                       upper_pairs)
+                                       spearman_comparisons, spearman_family, spearman_score, spearman_with_humans,
+                                       unrelated_cosine, upper_pairs)
 from mtl.utils import quiet_libraries, set_seed
 
 quiet_libraries()
@@ -218,3 +219,46 @@ def test_apply_after_pooling_matches_encode(pooled):
     np.testing.assert_allclose(result, encoder.encode(TEXTS), atol=1e-5)
     plain = SentenceEncoder.build("minilm", pooling="mean", normalize=False)  # nothing after pooling: identity
     np.testing.assert_allclose(apply_after_pooling(plain, out["mean"]), out["mean"], atol=1e-6)
+
+
+def test_spearman_family_compares_each_method_with_the_reference_on_shared_document_resamples():
+    rng = np.random.default_rng(11)
+    n = 30
+    human = symmetric(rng, n)
+    reference = human + 0.5 * symmetric(rng, n)
+    methods = {"noise": symmetric(rng, n), "reference": reference, "copy": reference.copy(),
+               "nudged": reference + 0.02 * symmetric(rng, n), "other noisy copy": human + 0.5 * symmetric(rng, n)}
+    table = spearman_family(methods, human, "reference", n_resamples=400, seed=3)
+    assert list(table.index) == ["noise", "copy", "nudged", "other noisy copy"]  # the reference is not a row
+    rho = {name: spearmanr(upper_pairs(m), upper_pairs(human)).statistic for name, m in methods.items()}
+    np.testing.assert_allclose(table.rho, [rho[name] for name in table.index], atol=1e-12)
+    np.testing.assert_allclose(table.difference, table.rho - rho["reference"], atol=1e-12)
+    # standard error: the spread of the differences over the same document resamples, normal interval around them
+    counts = np.concatenate(list(resampling_weights(n, 400, 3)))
+    resampled = resampled_spearman(np.stack([methods[name] for name in ["reference", *table.index]]), human, counts)
+    se = (resampled[1:] - resampled[0]).std(1, ddof=1)
+    np.testing.assert_allclose(table.ci_high - table.difference, 1.959964 * se, rtol=1e-5)
+    np.testing.assert_allclose(table.difference - table.ci_low, 1.959964 * se, rtol=1e-5)
+    np.testing.assert_allclose(table.p_holm, holm(table.p_value.to_numpy()))
+    # the percentile interval of compare_scores on the same resamples says much the same
+    percentile = spearman_comparisons(methods, human, [("noise", "reference")], 400, 3).iloc[0]
+    width = table.ci_high["noise"] - table.ci_low["noise"]
+    assert abs(percentile.ci_low - table.ci_low["noise"]) < 0.2 * width
+    assert table.verdict["noise"] == "worse" and table.p_holm["noise"] < 0.05
+    assert table.verdict["copy"] == table.verdict["nudged"] == "as good as"  # within the 0.02 margin
+    assert table.difference["copy"] == 0 and table.p_value["copy"] == 1
+    assert table.verdict["other noisy copy"] == f"not separated on {n} documents"
+    assert table.p_equivalence["other noisy copy"] >= 0.05 and table.p_holm["other noisy copy"] >= 0.05
+
+
+def test_spearman_family_rejects_what_it_cannot_compare():
+    rng = np.random.default_rng(12)
+    human, a = symmetric(rng, 10), symmetric(rng, 10)
+    with pytest.raises(KeyError, match="Reference 'missing'"):
+        spearman_family({"a": a}, human, "missing")
+    with pytest.raises(ValueError, match="besides the reference"):
+        spearman_family({"a": a}, human, "a")
+    with pytest.raises(ValueError, match="deterministic encoder"):
+        spearman_family({"a": a, "seeds": np.stack([a, a])}, human, "a")
+    with pytest.raises(ValueError, match="2 resamples"):
+        spearman_family({"a": a, "b": a}, human, "a", n_resamples=1)

@@ -53,6 +53,22 @@ def test_compact_and_expand_are_inverse_for_sentence_and_token_tasks():
         assert as_lists(back.pred) == as_lists(gold[task].pred) and as_lists(back.true) == as_lists(gold[task].true)
 
 
+def test_recorded_probabilities_come_back_with_their_examples():
+    tests = load_datasets(["sentiment"], "test")["sentiment"][:6]
+    labels = studies.TASK_LABELS["sentiment"]
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(len(labels)), size=len(tests))  # (6, C)
+    order = [3, 0, 5, 1, 4, 2]  # predictions are collected in batch order, not example order
+    preds = studies.TaskPredictions("sentence", labels, order, [tests[i].labels["sentiment"] for i in order],
+                                    [labels[int(probs[i].argmax())] for i in order], [probs[i] for i in order])
+    kept = studies.compact_probabilities({"sentiment": preds})["sentiment"]
+    np.testing.assert_allclose(kept, probs, atol=5e-5)  # example order, 4 decimals
+    back = studies.expand("sentiment", studies.compact({"sentiment": preds})["sentiment"], tests, kept)
+    assert back.pred == [labels[int(p.argmax())] for p in probs]
+    np.testing.assert_allclose(np.stack(back.probs), probs, atol=5e-5)
+    assert studies.compact_probabilities({"ner": studies.TaskPredictions("token", ("O", "B-PER"))}) == {}
+
+
 def test_the_kept_epoch_is_the_first_best_one():
     history = pd.DataFrame({"epoch": [1, 2, 3, 4], "val/main": [0.5, 0.7, 0.7, 0.6], "val/topic/macro_f1": [.1, .2, .3, .4],
                             "val/topic@ner/macro_f1": [0, 0, 0, 0], "seconds": [1, 2, 3, 4]})
@@ -128,37 +144,52 @@ def test_readme_claims_about_the_full_scale_recipe_hold_on_the_records():
     assert means["ner/entity_f1 mean"] < 0.70
 
 
-def test_pays_from_is_the_smallest_size_from_which_the_gain_is_above_zero_at_every_larger_size():
-    sizes = [250, 1000, 4000, "all"]
-    gains = lambda lows: pd.DataFrame(  # noqa: E731
-        {"difference": [0.05] * 4, "ci_low": lows, "ci_high": [0.1] * 4, "seeds": [3] * 4},
-        index=pd.MultiIndex.from_product([["top-2"], sizes], names=["method", "train size"]))
-    assert studies.pays_from(gains([0.01, 0.02, 0.03, 0.04]), "top-2") == 250
-    assert studies.pays_from(gains([0.01, -0.02, 0.03, 0.04]), "top-2") == 4000  # not yet at 1,000: from 4,000 on
-    assert studies.pays_from(gains([0.01, 0.02, 0.03, -0.01]), "top-2") is None  # not at the largest size
-    assert studies.pays_from(gains([0.01] * 4), "LoRA r=8") is None  # not recorded
+def test_trainable_parameters_follow_each_methods_freezing_and_gradual_unfreezings_stages():
+    table = studies.trainable_parameters()
+    blocks = [name for name in table.index if name.startswith("layer.")]
+    head, total = table.loc["head.sentiment"], table.loc["total"]
+    assert (table.drop(index="total").sum() == total).all()
+    assert (head > 0).all() and total["heads only"] == head["heads only"]  # the encoder frozen: the head alone
+    assert (table.loc[blocks[-2:], "top-2"] > 0).all() and (table.loc[["embeddings", *blocks[:-2]], "top-2"] == 0).all()
+    assert (table.loc[blocks, "LoRA r=8"] > 0).all() and table.loc["embeddings", "LoRA r=8"] == 0
+    assert (table.loc[blocks, "LoRA r=8"] < table.loc[blocks, "full fine-tuning"] / 50).all()  # adapters only
+    stages = [column for column in table if column.startswith("gradual + discriminative")]
+    assert [table[column].tolist() for column in stages] == [table[method].tolist() for method in
+                                                              ("heads only", "top-2", "full fine-tuning")]
 
 
-def test_freezing_curves_summarise_every_recorded_cell_over_its_seeds():
-    records = studies.recorded("freezing")
-    if not records:
-        pytest.skip("the freezing study is not recorded yet")
-    curves = studies.freezing_curves().set_index(["method", "train_size"])
-    assert curves.seeds.sum() == len(records)
-    first = records[0]
-    method, size = first["setup"].rsplit(", n=", 1)[0], first["results"]["train_size"]
-    scores = [r["results"]["test"]["sentiment/macro_f1"] for r in records
-              if r["setup"] == first["setup"]]
-    assert curves.loc[(method, size), "mean"] == pytest.approx(sum(scores) / len(scores))
-    kept = sorted((r["seed"], f"{r['results']['kept_epoch']}/{r['results']['epochs_run']}") for r in records
-                  if r["setup"] == first["setup"])
-    assert curves.loc[(method, size), "epochs"] == ", ".join(epochs for _, epochs in kept)  # per seed, seed order
-    assert list(dict.fromkeys(curves.index.get_level_values("method"))) == [
-        m for m in studies.METHODS if m in curves.index.get_level_values("method")]  # the ladder's order
-    predictions = studies.recorded_predictions("freezing", first["setup"], "sentiment")
-    assert len(predictions) == len(scores)
-    assert studies.ev.flat_scores({"sentiment": predictions[0]})["sentiment/macro_f1"] == pytest.approx(
-        min(records, key=lambda r: (r["setup"] != first["setup"], r["seed"]))["results"]["test"]["sentiment/macro_f1"])
+def test_tuned_curves_and_the_family_grid_summarise_the_recorded_cells(tmp_path, monkeypatch):
+    monkeypatch.setattr(studies, "STUDIES_DIR", tmp_path)
+    write_grid(tmp_path, lambda method, rate, seed: 0.6 if rate == studies.LR_GRID[method][1] else 0.5)
+    gold = [studies.TASK_LABELS["sentiment"].index(ex.labels["sentiment"])
+            for ex in load_datasets(["sentiment"], "test")["sentiment"]]
+    rng = np.random.default_rng(0)
+    scores = {}
+    for run in studies.tuned_runs(seeds=(0, 1, 2), sizes=(250,)):
+        if run.setup.startswith("LoRA"):
+            continue  # a cell not recorded yet
+        predicted = [g if rng.random() < (0.8 if run.setup.startswith("top-2") else 0.5) else (g + 1) % 3 for g in gold]
+        test = studies.ev.flat_scores({"sentiment": studies.expand("sentiment", predicted, load_datasets(
+            ["sentiment"], "test")["sentiment"])})["sentiment/macro_f1"]
+        scores.setdefault(run.setup.split(",")[0], []).append(test)
+        write_record(run.path(tmp_path), fake_record(run, 0.6, test, predicted))
+    curves = studies.tuned_curves().set_index(["method", "train_size"])
+    assert curves.loc[("top-2", 250), "mean"] == pytest.approx(np.mean(scores["top-2"]))
+    assert curves.loc[("top-2", 250), "std"] == pytest.approx(np.std(scores["top-2"], ddof=1))
+    assert curves.loc[("heads only", 1000), "seeds"] == 2  # the grid's seeds of the chosen rate count at 1,000
+    assert list(dict.fromkeys(curves.index.get_level_values("method"))) == list(studies.METHODS)  # the ladder's order
+    assert ("LoRA r=8", 250) not in curves.index and ("LoRA r=8", 1000) in curves.index  # from the grid's records
+    monkeypatch.setattr(studies, "TUNED_SIZES", (250, None))  # the fake grid records keep no predictions
+    table = studies.what_to_freeze()
+    cells = studies.freezing_cells(table)
+    assert list(cells.columns) == ["n=250", "n=all"] and "heads only" not in cells.index
+    assert cells.loc["top-2", "n=250"] == "better" == table.loc["top-2 - heads only, n=250", "verdict"]
+    assert cells.loc["LoRA r=8", "n=250"] == cells.loc["top-2", "n=all"] == "not recorded yet"
+    assert (cells != "not recorded yet").sum().sum() == len(table)
+    grid = studies.grid_table()
+    assert grid.chosen.sum() == len(studies.METHODS) and not grid["added by the amendment"].any()
+    assert grid.loc[("LoRA r=8", studies.LR_GRID["LoRA r=8"][1]), "sets"] == "adapters"
+    assert (grid.loc[grid.chosen, "validation macro-F1"] == 0.6).all()
 
 
 def test_readme_claims_about_sharing_at_full_scale_hold_on_the_records():
@@ -177,7 +208,7 @@ def test_readme_claims_about_sharing_at_full_scale_hold_on_the_records():
 def fake_record(run, validation: float, test: float, predicted=None) -> dict:
     """A record of ``run`` as the runner writes it, with the given kept-epoch validation and test macro-F1."""
     results = {"validation": {"sentiment/macro_f1": validation}, "test": {"sentiment/macro_f1": test},
-               "kept_epoch": 1, "epochs_run": 1}
+               "kept_epoch": 1, "epochs_run": 1, "train_size": run.params.get("train_size")}
     if predicted is not None:
         results["predictions"] = {"sentiment": predicted}
     return {**run.definition(), "digest": run.digest(), "seconds": 1.0, "provenance": {"commit": "abc1234"},
@@ -254,3 +285,31 @@ def test_provenance_problems_name_dirty_records_and_mixed_commits():
 def test_every_record_of_a_planned_study_comes_from_one_clean_commit(study):
     found = [read_record(path) for path in sorted((studies.STUDIES_DIR / study).glob("*.json"))]
     assert studies.provenance_problems(found) == []
+
+
+VERDICTS = ("better", "worse", "as good as", "not separated with 3 seeds")
+
+
+def test_the_sharing_family_is_the_plans_eight_comparisons_with_each_tasks_margin():
+    table, problems = studies.sharing_family()
+    assert list(table.index) == [(f"{a} - {b}", task) for a, b, task in sharing.COMPARISONS]
+    assert (table.seeds == 3).all() and table.verdict.isin(VERDICTS).all()
+    assert table.margin.to_dict() == {key: studies.MARGINS[key[1]] for key in table.index}
+    assert (table.p_holm >= table.p_value).all() and (table.ci_low < table.difference).all()
+    recorded = {r["seed"]: r["results"]["test"]["ner/entity_f1"] for r in studies.recorded("recipe")}
+    assert table.loc[("multi-task - single-task", "ner"), "a"] == pytest.approx(np.mean(list(recorded.values())))
+    assert any("dirty tree" in problem for problem in problems)  # the records predate the provenance rule
+
+
+def test_against_baselines_pairs_every_seed_of_the_recipe_with_each_deterministic_baseline():
+    table, problems = studies.against_baselines()
+    assert list(table.index) == [(f"recipe - {method}", task) for method, tasks in studies.STUDY_BASELINES.items()
+                                 for task in tasks]
+    assert len(table) == studies.FAMILY_SIZE["against baselines"] == 8
+    baseline = studies.recorded("baselines")[0]["results"]["test"]
+    for (comparison, task), row in table.iterrows():  # b is the baseline's own recorded test score
+        metric = "ner/entity_f1" if task == "ner" else f"{task}/macro_f1"
+        assert row.b == pytest.approx(baseline[comparison.removeprefix("recipe - ")][metric])
+    assert table.loc[("recipe - majority class", "topic"), "verdict"] == "better"
+    assert (table.seeds == 3).all() and table.verdict.isin(VERDICTS).all()
+    assert any(problem.startswith("baselines:") for problem in problems)

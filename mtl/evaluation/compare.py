@@ -179,11 +179,14 @@ def verdict(p_holm: float, p_equivalence: float, difference: float, seeds: int, 
     return f"not separated with {seeds} seed{'s' * (seeds != 1)}"
 
 
-def family(results: Mapping[str, dict], margin: float, alpha: float = 0.05, m: int | None = None) -> pd.DataFrame:
+def family(results: Mapping[str, dict], margin: float | Mapping[str, float], alpha: float = 0.05,
+           m: int | None = None) -> pd.DataFrame:
     """One row per comparison of a family (``compare_seeds`` results by name): the difference and its interval, the
     raw and Holm-adjusted p-values, the seeds, the smallest difference the study could detect (80 % power at the
     Bonferroni level alpha / m, which Holm never asks more than), the Holm-adjusted equivalence p-value against
-    ``margin`` and the verdict. ``m``: the family's size in the plan, if only some comparisons are recorded yet."""
+    ``margin`` and the verdict. ``margin``: one for every comparison, or one per comparison by name (a family that
+    spans tasks with different margins, Holm-adjusted as one family). ``m``: the family's size in the plan, if only
+    some comparisons are recorded yet."""
     if not results:
         raise ValueError("A family needs at least one comparison.")
     missing = [name for name, r in results.items() if not {"se", "df"} <= set(r)]
@@ -195,7 +198,10 @@ def family(results: Mapping[str, dict], margin: float, alpha: float = 0.05, m: i
     rows = rows.astype({"seeds": int}).astype({c: float for c in rows if c != "seeds"})
     rows["p_holm"] = holm(rows.p_value.to_numpy(), m)
     rows["detectable"] = [detectable(r, alpha / m) for r in results.values()]
-    rows["p_equivalence"] = holm([tost(r, margin) for r in results.values()], m)
+    margins = margin if isinstance(margin, Mapping) else dict.fromkeys(results, margin)
+    if set(margins) != set(results):
+        raise KeyError(f"One margin per comparison: {sorted(set(results) ^ set(margins))} lack a margin or a result.")
+    rows["p_equivalence"] = holm([tost(r, margins[name]) for name, r in results.items()], m)
     rows["verdict"] = [verdict(*values, alpha) for values in
                        zip(rows.p_holm, rows.p_equivalence, rows.difference, rows.seeds)]
     return rows

@@ -8,7 +8,8 @@ Whether one encoder ranks better than another is a question about documents, not
 documents, so that ``mtl.evaluation.compare.compare_scores`` compares two methods as it compares models over test
 examples: it draws documents with replacement, scores both methods on the pairs among the same drawn documents and
 reports the difference of rho with a percentile interval (Efron & Tibshirani 1993). ``spearman_comparisons``: a
-table of several such comparisons.
+table of several such comparisons. ``spearman_family``: the analysis plan's family "pooling and backbone" (each
+encoder against one reference, Holm-corrected, with an equivalence test and a verdict each).
 """
 from __future__ import annotations
 
@@ -17,11 +18,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from scipy.stats import spearmanr
+from scipy.stats import norm, spearmanr
 from sentence_transformers.models import Pooling
 
 from mtl.encoder.encoder import SentenceEncoder
-from mtl.evaluation.compare import Score, compare_scores
+from mtl.evaluation.compare import Score, compare_scores, family, resampling_weights
 from mtl.utils import length_sorted_batches
 
 
@@ -135,6 +136,54 @@ def spearman_comparisons(similarities: Mapping[str, np.ndarray], human: np.ndarr
     rows = {f"{a} vs {b}": compare_scores(scores[a], scores[b], len(human), n_resamples, seed) for a, b in comparisons}
     table = pd.DataFrame.from_dict(rows, orient="index")[["a", "b", "difference", "ci_low", "ci_high", "p_value"]]
     return table.rename(columns={"a": "rho_a", "b": "rho_b"}).rename_axis("A vs B")
+
+
+SPEARMAN_MARGIN = 0.02  # Spearman's rho with human similarity: the equivalence margin of docs/analysis_plan.md
+
+
+def spearman_family(similarities: Mapping[str, np.ndarray], human: np.ndarray, reference: str,
+                    margin: float = SPEARMAN_MARGIN, n_resamples: int = 2000, seed: int = 0,
+                    alpha: float = 0.05) -> pd.DataFrame:
+    """Every method of ``similarities`` minus ``reference`` on Spearman's rho with ``human``, as one family of
+    comparisons (``mtl.evaluation.compare.family``: Holm-adjusted p-values, equivalence against ``margin``, verdict).
+
+    The methods are deterministic encoders, (n, n) similarity matrices: the only variance is the test sample's, the
+    documents. Each difference gets the standard error of its bootstrap over documents (all comparisons on the same
+    resamples, ``spearman_score``) and a normal interval, as ``compare_seeds`` gives one seed. Without seeds to
+    count, an undecided verdict reads "not separated on n documents". One row per method, indexed by its name.
+    """
+    if reference not in similarities:
+        raise KeyError(f"Reference {reference!r} is not among the methods {list(similarities)}.")
+    if n_resamples < 2:
+        raise ValueError(f"Need at least 2 resamples for a standard error, got {n_resamples}.")
+    names = [name for name in similarities if name != reference]
+    if not names:
+        raise ValueError("A family needs at least one method besides the reference.")
+    for name in [reference, *names]:
+        if np.ndim(similarities[name]) != 2:
+            raise ValueError(f"{name!r}: expected one (n, n) similarity matrix (a deterministic encoder), got shape "
+                             f"{np.shape(similarities[name])}.")
+    scores = {name: spearman_score(similarities[name], human, name) for name in [reference, *names]}
+    n = len(human)
+    ones = np.ones((1, n))
+    observed = {name: float(score(ones)[0, 0]) for name, score in scores.items()}
+    resampled = {name: [] for name in scores}
+    for weights in resampling_weights(n, n_resamples, seed):
+        for name, score in scores.items():
+            resampled[name].append(score(weights)[0])  # (m,)
+    rho = {name: np.concatenate(chunks) for name, chunks in resampled.items()}
+    z = norm.ppf(1 - alpha / 2)
+    results = {}
+    for name in names:
+        difference = observed[name] - observed[reference]
+        se = float(np.std(rho[name] - rho[reference], ddof=1))
+        p = 2 * norm.sf(abs(difference) / se) if se > 0 else float(difference == 0)
+        results[name] = {"a": observed[name], "b": observed[reference], "difference": difference,
+                         "ci_low": difference - z * se, "ci_high": difference + z * se, "p_value": float(p),
+                         "seeds": 1, "se": se, "df": np.inf}
+    table = family(results, margin, alpha).drop(columns="seeds")
+    table["verdict"] = table.verdict.str.replace("with 1 seed", f"on {n} documents", regex=False)
+    return table.rename(columns={"a": "rho", "b": "rho_reference"}).rename_axis(f"method vs {reference}")
 
 
 @torch.inference_mode()

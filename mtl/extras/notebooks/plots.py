@@ -10,7 +10,6 @@ import matplotlib
 if not os.environ.get("MPLBACKEND"):  # Jupyter kernels set it (inline backend): keep theirs so figures render
     matplotlib.use("Agg")  # headless: CI and `make all` have no display
 import matplotlib.pyplot as plt
-from matplotlib.ticker import NullFormatter
 import numpy as np
 import seaborn as sns
 
@@ -69,58 +68,26 @@ def projection_scatter(ax: plt.Axes, points: np.ndarray, labels: Sequence[str], 
     ax.legend(fontsize=7, markerscale=1.5, loc="best")
 
 
-def transfer_tradeoffs(runs, tasks: Sequence[str], floor: str = "all frozen", labels_below: Sequence[str] = (),
-                       title: str = "") -> plt.Figure:
-    """Notebook 03's trade-off grid: per task (rows) the validation accuracy of each scenario (mean ± std over seeds)
-    against its trainable parameters and its wall time per run (columns, log scales); ``floor`` (a scenario with
-    nothing trained) is the dashed line; from-scratch scenarios (names starting "scratch") are squares;
-    ``labels_below``: scenarios whose label goes under their point (a twin that shares its x)."""
-    columns = [f"{task}/accuracy" for task in tasks]
-    grouped = runs.groupby("scenario", sort=False)
-    means, stds = grouped[["trainable", "seconds", *columns]].mean(), grouped[columns].std()
-    shown = [s for s in means.index if s != floor]
-    fig, axes = plt.subplots(len(tasks), 2, figsize=(13, 4.5 * len(tasks)), sharey="row", squeeze=False)
-    for row, column in enumerate(columns):
-        for col, (x, label) in enumerate([("trainable", "trainable parameters (log)"),
-                                          ("seconds", "wall time per run, s (log)")]):
-            ax = axes[row, col]
-            for scenario in shown:
-                point = (means.loc[scenario, x], means.loc[scenario, column])
-                ax.errorbar(*point, stds.loc[scenario, column], fmt="s" if scenario.startswith("scratch") else "o",
-                            capsize=3, label=scenario)
-                ax.annotate(scenario, point, fontsize=7, textcoords="offset points",
-                            xytext=(4, -10 if scenario in labels_below else 4))
-            if floor in means.index:
-                ax.axhline(means.loc[floor, column], color="grey", ls="--", lw=1)
-            ax.set(xscale="log", xlabel=label, ylabel=f"{tasks[row]} accuracy (validation)")
-            ax.xaxis.set_minor_formatter(NullFormatter())  # decades only: minor labels overlap
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-def learning_curves(curves, metric: str = "sentiment macro-F1 (test)", title: str = "") -> plt.Figure:
-    """One line per method (``mtl.extras.studies.full_scale.freezing_curves``: mean ± std over seeds per training
-    size) of the test score against training examples, wall time per run and trainable parameters (log scales); the
-    marker grows with the training size, so the three panels can be read together."""
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8), sharey=True)
+def freezing_at_scale(curves, metric: str = "sentiment macro-F1 (test)", title: str = "",
+                      spread: float = 0.05) -> plt.Figure:
+    """One line per method of ``curves`` (``mtl.extras.studies.full_scale.tuned_curves``: per method and training
+    size, the mean and standard deviation over seeds) of the score against training examples, in increasing size on
+    a log axis, bars one standard deviation (none with one seed); the methods are set apart horizontally by a few
+    per cent (``spread``, in log space) so that their bars do not hide each other; ticks at the sizes recorded."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    methods = list(dict.fromkeys(curves.method))
+    shifts = np.exp(np.linspace(-spread, spread, len(methods))) if len(methods) > 1 else [1.0]
+    for shift, method in zip(shifts, methods):
+        rows = curves[curves.method == method].sort_values("train_size")
+        ax.errorbar(rows.train_size * shift, rows["mean"], rows["std"].fillna(0), marker="o", capsize=3, ls="-",
+                    label=method)
     sizes = sorted(curves.train_size.unique())
-    marker_size = {n: 4 + 3 * i for i, n in enumerate(sizes)}
-    for method, rows in curves.groupby("method", sort=False):
-        rows = rows.sort_values("train_size")
-        colour = None
-        for ax, x in zip(axes, ["train_size", "seconds", "trainable"]):
-            line = ax.errorbar(rows[x], rows["mean"], rows["std"].fillna(0), capsize=3, label=method, color=colour,
-                               marker="none", ls="-" if x != "trainable" else "none", alpha=0.9)
-            colour = line.lines[0].get_color()
-            ax.scatter(rows[x], rows["mean"], s=[marker_size[n] ** 2 for n in rows.train_size], color=colour, zorder=3)
-    for ax, label in zip(axes, ["training sentences (log)", "wall time per run, s (log)", "trainable parameters (log)"]):
-        ax.set(xscale="log", xlabel=label)
-    axes[0].set_xticks(sizes, [f"{n:,}" for n in sizes])
-    axes[0].xaxis.set_minor_formatter(NullFormatter())
-    axes[0].set_ylabel(metric)
-    axes[0].legend(fontsize=8, loc="lower right")
-    fig.suptitle(title)
+    ax.set(xscale="log", xlabel="training sentences (log scale)", ylabel=metric, title=title)
+    ax.set_xticks(sizes, [f"{n:,}" for n in sizes])
+    ax.xaxis.set_minor_locator(plt.NullLocator())  # only the recorded sizes: no minor labels to overlap
+    if sizes:
+        ax.set_xlim(sizes[0] / 1.6, sizes[-1] * 1.6)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)  # outside: hides no point
     fig.tight_layout()
     return fig
 
@@ -151,3 +118,32 @@ def paired_differences(tables, title: str = "") -> plt.Figure:
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=len(tables), frameon=False)
     fig.tight_layout()
     return fig
+
+
+VERDICT_COLOURS = {"better": "tab:green", "worse": "tab:red", "as good as": "tab:blue"}  # others ("not separated"): grey
+
+
+def family_intervals(ax: plt.Axes, table, margin: float | Sequence[float], xlabel: str, title: str = "") -> None:
+    """A family of comparisons as a forest plot: one row per row of ``table`` (``difference``, ``ci_low``,
+    ``ci_high``, ``verdict``, as ``mtl.evaluation.compare.family`` gives), top to bottom in its order, the difference
+    a dot and its interval a bar coloured by verdict (grey: not separated), 0 drawn and the equivalence ``margin``
+    shaded (or one margin per row, in the table's order, for a family whose tasks have different margins); the
+    legend, below the axes so that it hides no row, names the verdicts shown."""
+    labelled = set()
+    for y, (_, row) in enumerate(table.iterrows()):
+        low, mid, high = float(row.ci_low), float(row.difference), float(row.ci_high)
+        ax.errorbar(mid, y, xerr=[[mid - low], [high - mid]], fmt="o", capsize=3,
+                    color=VERDICT_COLOURS.get(row.verdict, "tab:grey"),
+                    label=None if row.verdict in labelled else row.verdict)
+        labelled.add(row.verdict)
+    if np.ndim(margin) == 0:
+        ax.axvspan(-margin, margin, color="grey", alpha=0.2, lw=0, label=f"equivalence margin ±{margin:g}")
+    else:
+        for y, m in enumerate(margin):
+            ax.fill_betweenx([y - 0.4, y + 0.4], -m, m, color="grey", alpha=0.2, lw=0,
+                             label=None if y else "equivalence margin (per row)")
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(range(len(table)), [str(name) for name in table.index])
+    ax.set_ylim(len(table) - 0.5, -0.5)  # first row on top
+    ax.set(xlabel=xlabel, title=title)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)

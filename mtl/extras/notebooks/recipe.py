@@ -1,17 +1,20 @@
-"""The project's training recipe (notebook 04), in one place so notebook 05 can retrain it for more seeds and as
-single-task models with the same budget.
+"""The project's training recipe, in one place so that the full-scale studies and notebook 05 train it alike, for
+more seeds and as single-task models with the same budget.
 
 Choices, sized for two CPU cores (notebook 03 measures the freezing trade-offs, notebook 04 explains each choice):
 MiniLM with mean pooling; the embeddings and the 4 lowest of its 6 blocks frozen and cached
 (``mtl.encoder.prefix_cache``), so each step runs only the top 2 blocks and the heads; the three tasks mixed by
 temperature sampling (T=2) with equal loss weights; classes weighted "balanced" inside each sentence task
 (sentiment's neutral class is ~10 %); training subsets sized to fit the CPU budget. The learning rates and class
-weighting were chosen on the validation split (seed 0) among four variants: see notebook 04.
+weighting were chosen on the validation split (seed 0) among four variants (``benchmarks/recipe_variants.py``).
+``interrupted_at`` stops a run as a kill would, so notebook 04 can show a resumed run in one process.
 """
 from __future__ import annotations
 
+import importlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 
 import pandas as pd
@@ -34,6 +37,7 @@ CONFIG = TrainConfig(
     patience=2, progress=False,
 )
 FINAL_MODEL_DIR = CACHE_DIR / "final-model"
+LOOP = importlib.import_module("mtl.training.train")  # the module (``mtl.training.train`` names the function too)
 
 
 def recipe_data(tasks: Sequence[str] = TASKS, seed: int = 0, val_limit: int | None = VAL_LIMIT,
@@ -78,17 +82,45 @@ def description() -> dict:
 
 
 def save_final(model: MultiTaskModel) -> None:
-    """Save notebook 04's model with the recipe that trained it, so ``final_model`` can tell a stale one."""
+    """Save the recipe's model with the recipe that trained it, so ``final_model`` can tell a stale one."""
     model.save(FINAL_MODEL_DIR)
     (FINAL_MODEL_DIR / "recipe.json").write_text(json.dumps(description(), indent=2))
 
 
 def final_model() -> MultiTaskModel:
-    """The model notebook 04 trained and saved (seed 0). Trained and saved here if it is missing, or was trained
-    by another version of the recipe (its ``recipe.json`` differs): notebook 05 never evaluates a stale model."""
+    """The recipe's model (seed 0) as saved in ``FINAL_MODEL_DIR``; trained and saved here if it is missing, or was
+    trained by another version of the recipe (its ``recipe.json`` differs): notebook 05 never evaluates a stale
+    model."""
     saved = FINAL_MODEL_DIR / "recipe.json"
     if saved.is_file() and json.loads(saved.read_text()) == json.loads(json.dumps(description())):
         return MultiTaskModel.load(FINAL_MODEL_DIR, tasks=[task_spec(t) for t in TASKS])
     model, _ = train_recipe(seed=0)
     save_final(model)
     return model
+
+
+class Interrupted(Exception):
+    """What ``interrupted_at`` raises in place of a kill."""
+
+
+@contextmanager
+def interrupted_at(epoch: int, step: int) -> Iterator[None]:
+    """Inside this block ``train`` stops as a killed run would, right after writing its checkpoint at ``step`` of
+    ``epoch`` (``TrainConfig.checkpoint_every`` must land there); the interruption ends with the block. A run that
+    never writes that checkpoint is an error, so a demonstration cannot pass by resuming from nothing."""
+    real = LOOP.save_checkpoint
+
+    def save_then_stop(path, *state):
+        real(path, *state)
+        loop = state[-1]
+        if (loop.epoch, loop.step) == (epoch, step):
+            raise Interrupted(f"stopped after the checkpoint at epoch {epoch}, step {step}")
+
+    LOOP.save_checkpoint = save_then_stop
+    try:
+        yield
+    except Interrupted:
+        return
+    finally:
+        LOOP.save_checkpoint = real
+    raise RuntimeError(f"training wrote no checkpoint at epoch {epoch}, step {step}: nothing was interrupted.")

@@ -1,7 +1,8 @@
-"""Multi-task against single-task (notebook 05, and ``mtl.extras.studies.full_scale`` at full scale): the recipe
-(``mtl.extras.notebooks.recipe``) trained as one multi-task model, as one model per task with the same number of steps
-per task, and as two controls that separate "more topic data" from "sharing an encoder", for several seeds, each
-scored on the test sets.
+"""Multi-task against single-task: the recipe (``mtl.extras.notebooks.recipe``) trained as one multi-task model, as
+one model per task with the same number of steps per task, and as two controls that separate "more topic data" from
+"sharing an encoder", for several seeds, each scored on the test sets. ``mtl.extras.studies.full_scale`` trains these
+setups at full scale and compares them as the plan's "sharing" family (``sharing_family``, read by notebook 05);
+``seed_study`` trains them at any budget.
 """
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ Usage: ``python -m mtl.extras.studies [recipe baselines sharing freezing lr_grid
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from contextlib import nullcontext
 from collections.abc import Mapping, Sequence
@@ -35,6 +36,7 @@ from mtl.extras.notebooks import sharing
 from mtl.evaluation.baselines import fit_baselines
 from mtl.data.examples import TASK_LABELS, Example
 from mtl.extras.notebooks.experiments import Scenario
+from mtl.finetuning.freezing import freeze, parameter_report, unfreeze
 from mtl.finetuning.lora import add_lora
 from mtl.evaluation.metrics import TaskPredictions, example_statistics
 from mtl.evaluation.compare import compare, compare_runs, compare_seeds, family, shared_seeds
@@ -206,19 +208,35 @@ def compact(predictions: Mapping[str, TaskPredictions]) -> dict[str, list]:
     return out
 
 
-def expand(task: str, predicted: Sequence, examples: Sequence[Example]) -> TaskPredictions:
-    """``compact``'s inverse: the TaskPredictions of a recorded run on ``examples`` (the task's test split)."""
+def compact_probabilities(predictions: Mapping[str, TaskPredictions]) -> dict[str, list[list[float]]]:
+    """Each sentence task's class probabilities per test example, in example order, to 4 decimals (what calibration
+    reads); token tasks keep none."""
+    return {task: [[round(float(p), 4) for p in probs] for _, probs in sorted(zip(preds.index, preds.probs),
+                                                                             key=lambda row: row[0])]
+            for task, preds in predictions.items() if preds.probs}
+
+
+def expand(task: str, predicted: Sequence, examples: Sequence[Example],
+           probabilities: Sequence[Sequence[float]] | None = None) -> TaskPredictions:
+    """``compact``'s inverse: the TaskPredictions of a recorded run on ``examples`` (the task's test split), with
+    its class probabilities if the record kept them (``compact_probabilities``)."""
     labels = TASK_LABELS[task]
     by_words = head_type(task_spec(task).kind).by_words
     names = [[labels[i] for i in p] if by_words else labels[p] for p in predicted]
-    return ev.label_predictions(task, examples, names)
+    preds = ev.label_predictions(task, examples, names)
+    if probabilities is not None:
+        preds.probs = [np.asarray(p) for p in probabilities]
+    return preds
 
 
-def scored(model, test_sets: Mapping[str, Sequence[Example]], frozen: Sequence[str] = ()) -> dict:
-    """Test scores and compact predictions; the ``frozen`` bottom (if any) served from its shared cache."""
+def scored(model, test_sets: Mapping[str, Sequence[Example]], frozen: Sequence[str] = (),
+           probabilities: bool = False) -> dict:
+    """Test scores and compact predictions (with ``probabilities``, also the sentence tasks' class probabilities);
+    the ``frozen`` bottom (if any) served from its shared cache."""
     with ev.through_cache(model, cache_for(frozen), frozen) if frozen else nullcontext():
         predictions = ev.predict_tests(model, test_sets)
-    return {"test": ev.flat_scores(predictions), "predictions": compact(predictions)}
+    out = {"test": ev.flat_scores(predictions), "predictions": compact(predictions)}
+    return out | {"probabilities": compact_probabilities(predictions)} if probabilities else out
 
 
 def kept_epoch(history) -> dict:
@@ -236,7 +254,8 @@ def _execute_recipe(run: StudyRun) -> dict:
     frozen, (sizes, steps) = FULL_RECIPE.freeze, full_epoch()
     model, history = recipe.train_recipe(seed=run.seed, steps_per_epoch=steps, prefix_cache=cache_for(frozen),
                                          val_limit=VAL_LIMIT, full_data=True, **_overrides(FULL_RECIPE))
-    return {"train_sizes": sizes, **kept_epoch(history), **scored(model, _tests(recipe.TASKS), frozen)}
+    return {"train_sizes": sizes, **kept_epoch(history),
+            **scored(model, _tests(recipe.TASKS), frozen, probabilities=True)}  # calibration reads them
 
 
 def _overrides(config: TrainConfig) -> dict:
@@ -360,8 +379,9 @@ def run_predictions(study_records: Sequence[dict]) -> dict[tuple[str, int], dict
     """The test predictions of recorded model runs, {(setup, seed): {task: TaskPredictions}}, to pair with
     ``compare_runs``."""
     tests = _tests(sorted({task for record in study_records for task in record["results"]["predictions"]}))
-    return {(record["setup"], record["seed"]): {task: expand(task, predicted, tests[task])
-                                                for task, predicted in record["results"]["predictions"].items()}
+    return {(record["setup"], record["seed"]): {
+                task: expand(task, predicted, tests[task], record["results"].get("probabilities", {}).get(task))
+                for task, predicted in record["results"]["predictions"].items()}
             for record in study_records}
 
 
@@ -485,6 +505,69 @@ def what_to_freeze(reference: str = "heads only", seed: int = 0) -> pd.DataFrame
     return family(results, FREEZING_MARGIN, m=methods * len(TUNED_SIZES))  # Holm over the plan's whole family
 
 
+MARGINS = {"topic": 0.02, "sentiment": 0.01, "ner": 0.01}  # main score per task: docs/analysis_plan.md's margins
+FAMILY_SIZE = {"sharing": len(sharing.COMPARISONS), "against baselines": sum(map(len, STUDY_BASELINES.values()))}
+
+
+def _seed_statistics(predictions: Sequence[TaskPredictions]) -> np.ndarray:
+    """(S, n, k) per-example counts of each seed's predictions of one task: what ``compare_seeds`` pairs."""
+    return np.stack([example_statistics(p) for p in predictions])
+
+
+def _main_score(task: str):
+    """The task's main score (macro-F1, or entity F1 against spaCy's tags) from summed counts (..., k) -> (...)."""
+    return lambda summed: head_type(task_spec(task).kind).score_statistics(summed)
+
+
+def _planned_family(results: Mapping[tuple[str, str], dict], name: str) -> pd.DataFrame:
+    """``family`` of (comparison, task) results with each task's margin, corrected for the plan's full size."""
+    table = family(results, {key: MARGINS[key[1]] for key in results}, m=FAMILY_SIZE[name])
+    table.index = pd.MultiIndex.from_tuples(list(results), names=["comparison", "task"])
+    return table.assign(margin=[MARGINS[task] for _, task in results])
+
+
+def _study_problems(studies: Sequence[str]) -> list[str]:
+    return [f"{study}: {problem}" for study in studies for problem in provenance_problems(recorded(study))]
+
+
+def sharing_family(seed: int = 0) -> tuple[pd.DataFrame, list[str]]:
+    """The plan's "sharing" family (docs/analysis_plan.md): each of ``sharing.COMPARISONS`` (setup a minus setup b on
+    a task's main score), paired by seed and test example (``compare_seeds``), Holm-adjusted over the family's 8,
+    verdicts against each task's margin (``MARGINS``). The multi-task setup is the recipe study's model. Returns the
+    table and the records' provenance problems (``provenance_problems`` per study): these records predate the plan's
+    provenance rule, so they are shown beside the table rather than refused."""
+    predictions = run_predictions(_sharing_records())
+    results = {}
+    for a, b, task in sharing.COMPARISONS:
+        seeds = shared_seeds(predictions, a, b)
+        if seeds:
+            stats = [_seed_statistics([predictions[setup, s][task] for s in seeds]) for setup in (a, b)]
+            results[f"{a} - {b}", task] = compare_seeds(*stats, _main_score(task), seed=seed)
+    table = _planned_family(results, "sharing") if results else pd.DataFrame()
+    return table, _study_problems(["recipe", "sharing"])
+
+
+def against_baselines(seed: int = 0) -> tuple[pd.DataFrame, list[str]]:
+    """The plan's "against baselines" family: the recipe at full scale (every recorded seed) minus each baseline of
+    ``STUDY_BASELINES`` on each task it predicts, main score on the full test split, ``compare_seeds`` with the
+    baseline as one deterministic seed (the same predictions for every seed), Holm-adjusted over the family's 8,
+    verdicts against each task's margin. Returns the table and the records' provenance problems, as
+    ``sharing_family``."""
+    model, baselines = run_predictions(recorded("recipe")), recorded("baselines")
+    results = {}
+    if model and baselines:
+        seeds = sorted(seed for _, seed in model)
+        recorded_baselines = baselines[0]["results"]["predictions"]
+        for method, tasks in STUDY_BASELINES.items():
+            for task in (t for t in tasks if t in recorded_baselines.get(method, {})):
+                theirs = expand(task, recorded_baselines[method][task], _tests([task])[task])
+                ours = _seed_statistics([model["multi-task", s][task] for s in seeds])
+                results[f"recipe - {method}", task] = compare_seeds(ours, _seed_statistics([theirs]),
+                                                                    _main_score(task), seed=seed)
+    table = _planned_family(results, "against baselines") if results else pd.DataFrame()
+    return table, _study_problems(["recipe", "baselines"])
+
+
 def provenance(studies: Sequence[str]) -> str:
     """Where the recorded runs of ``studies`` come from: their number and total hours, command(s), commit(s), CPU(s)
     and dates, from each record's provenance (one line, for a table's caption)."""
@@ -497,42 +580,78 @@ def provenance(studies: Sequence[str]) -> str:
             f"commit {about('commit')} on {about('cpu')}, {dates[0]} to {dates[-1]}.")
 
 
-def freezing_curves() -> pd.DataFrame:
-    """Study 3's learning curves: one row per recorded (method, training size) with the training sentences, seeds,
-    sentiment test macro-F1 (mean, std over seeds), wall seconds per run, trainable parameters at the end of
-    training, and per seed (in seed order) the epoch kept / epochs run: early stopping shows there."""
+def trainable_parameters(backbone: str = "minilm") -> pd.DataFrame:
+    """What each method of ``METHODS`` trains, before any training: trainable parameters per component of the
+    study's model (sentiment alone), one column per method, and one per stage of gradual unfreezing's schedule
+    (from the epoch it starts), so the counts of the methods and the stages can be read side by side."""
+    base = build_model(["sentiment"], backbone=backbone, max_seq_length=recipe.MODEL["max_seq_length"])
+    columns = {}
+    for method, scenario in METHODS.items():
+        model = copy.deepcopy(base)
+        if scenario.lora is not None:
+            add_lora(model, **scenario.lora)
+        freeze(model, *scenario.config.get("freeze", []))
+        schedule = scenario.config.get("unfreeze_schedule", {})
+        if not schedule:
+            columns[method] = parameter_report(model).set_index("component").trainable
+            continue
+        columns[f"{method}, from epoch 1"] = parameter_report(model).set_index("component").trainable
+        for epoch in sorted(schedule):
+            unfreeze(model, *schedule[epoch])
+            columns[f"{method}, from epoch {epoch}"] = parameter_report(model).set_index("component").trainable
+    return pd.DataFrame(columns)
+
+
+def grid_table() -> pd.DataFrame:
+    """The learning-rate grid as recorded, per method and rate: what the rate sets, the seeds recorded at
+    ``GRID_SIZE`` sentences, their mean validation macro-F1 of the kept epochs (the only score the choice reads;
+    NaN until every seed of the rate is recorded), whether it is the chosen rate (``rate_grid``), and whether the
+    plan's amendment added it (beyond an edge of ``LR_GRID``)."""
+    sets = {"head_lr": "heads", "encoder_lr": "encoder"}
     rows = []
-    for record in sorted(recorded("freezing"), key=lambda r: r["seed"]):
-        method = record["setup"].rsplit(", n=", 1)[0]
-        results = record["results"]
-        rows.append({"method": method, "train_size": results["train_size"], "seed": record["seed"],
-                     "score": results["test"]["sentiment/macro_f1"], "seconds": record["seconds"],
-                     "trainable": results["trainable"], "epochs": f"{results['kept_epoch']}/{results['epochs_run']}"})
-    columns = ["method", "train_size", "seeds", "mean", "std", "seconds", "trainable", "epochs"]
+    for method in METHODS:
+        rates, chosen = rate_grid(method)
+        means = _grid_means(method, rates)
+        for rate in rates:
+            found = records([tuned_run(method, rate, GRID_SIZE, seed) for seed in GRID_SEEDS])
+            rows.append({"method": method, "rate": rate,
+                         "sets": "adapters" if METHODS[method].lora else sets[LR_FIELD[method]], "seeds": len(found),
+                         "validation macro-F1": means.get(rate, np.nan), "chosen": rate == chosen,
+                         "added by the amendment": rate not in LR_GRID[method]})
+    return pd.DataFrame(rows).set_index(["method", "rate"])
+
+
+def _size_label(size: int | None) -> str:
+    return f"n={size or 'all'}"
+
+
+def freezing_cells(table: pd.DataFrame, reference: str = "heads only") -> pd.DataFrame:
+    """The plan's "what to freeze" family as a grid, method (rows) x training size (columns): the verdict of each
+    comparison ``what_to_freeze`` recorded (``table``), "not recorded yet" where the plan's cell is missing."""
+    cells = {}
+    for size in TUNED_SIZES:
+        label = _size_label(size)
+        cells[label] = {}
+        for method in (m for m in METHODS if m != reference):
+            name = f"{method} - {reference}, {label}"
+            cells[label][method] = table.loc[name, "verdict"] if name in table.index else "not recorded yet"
+    return pd.DataFrame(cells).rename_axis(f"minus {reference}")
+
+
+def tuned_curves() -> pd.DataFrame:
+    """The tuned freezing study's learning curves: one row per method (``METHODS`` order) and training size recorded
+    at the chosen rate, with the training sentences, the seeds and sentiment test macro-F1 (mean and standard
+    deviation over seeds; NaN with one seed)."""
+    rows = [{"method": r["setup"].split(", lr=")[0], "train_size": r["results"]["train_size"], "seed": r["seed"],
+             "score": r["results"]["test"]["sentiment/macro_f1"]} for r in records(tuned_runs())]
+    columns = ["method", "train_size", "seeds", "mean", "std"]
     if not rows:
         return pd.DataFrame(columns=columns)
-    grouped = pd.DataFrame(rows).groupby(["method", "train_size"], sort=False)
-    curves = grouped.agg(seeds=("seed", "count"), mean=("score", "mean"), std=("score", "std"),
-                         seconds=("seconds", "mean"), trainable=("trainable", "max"),
-                         epochs=("epochs", ", ".join)).reset_index()
+    curves = (pd.DataFrame(rows).groupby(["method", "train_size"]).score
+              .agg(seeds="count", mean="mean", std="std").reset_index())
     order = {method: i for i, method in enumerate(METHODS)}
     return curves.sort_values(["method", "train_size"], key=lambda c: c.map(order) if c.name == "method" else c,
                               ignore_index=True)[columns]
-
-
-def pays_from(gains: pd.DataFrame, method: str) -> str | int | None:
-    """The smallest training size from which ``method``'s gain (``freezing_gains``) has an interval above zero at
-    every recorded size (None: at none, or not at the largest one recorded)."""
-    if method not in gains.index.get_level_values("method"):
-        return None
-    rows = gains.loc[method]
-    paying = (rows.ci_low.astype(float) > 0).tolist()
-    if not paying[-1]:
-        return None
-    first = len(paying) - 1
-    while first > 0 and paying[first - 1]:
-        first -= 1
-    return rows.index[first]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
