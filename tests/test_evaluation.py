@@ -1,9 +1,7 @@
-"""mtl.extras.notebooks.reports, the paired comparisons of mtl.evaluation.compare, the calibration helpers of
-mtl.evaluation.metrics, and the
-calibration plots of mtl.extras.notebooks.plots (notebook 05)."""
+"""mtl.extras.notebooks.reports, the calibration helpers of mtl.evaluation.metrics and the calibration plots of
+mtl.extras.notebooks.plots (notebook 05)."""
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 import pytest
 from seqeval.metrics import f1_score as seqeval_f1
 from sklearn.metrics import f1_score
@@ -11,16 +9,15 @@ from sklearn.metrics import f1_score
 from mtl.extras.notebooks import recipe
 from mtl.data.examples import Example
 from mtl.evaluation.baselines import most_frequent_tag
-from mtl.extras.notebooks.reports import (class_report, confident_mistakes, confusion, entity_report, inference_cost,
-                                          label_scores, label_table, mean_std, paired_by_group, predict_tests,
-                                          prediction_frame, scores_by, sentence_report, subset, through_cache)
-from mtl.extras.notebooks.sharing import Run, seed_study, single_task_steps
+from mtl.extras.notebooks.reports import (class_report, confusion, entity_report, predict_tests, prediction_frame,
+                                          through_cache)
+from mtl.extras.notebooks.sharing import single_task_steps
 from mtl.evaluation.metrics import TaskPredictions, example_statistics, expected_calibration_error, main_score, reliability_table
-from mtl.evaluation.compare import compare, compare_runs, compare_scores, resampling_weights, separated, shared_seeds
+from mtl.evaluation.compare import resampling_weights, shared_seeds
 from mtl.multitask.heads import head_type
-from mtl.extras.notebooks.plots import projection_scatter, reliability_diagram
+from mtl.extras.notebooks.plots import reliability_diagram
 from mtl.encoder.prefix_cache import PrefixCache
-from mtl.multitask.tasks import load_datasets, stratified_positions
+from mtl.multitask.tasks import stratified_positions
 
 LABELS = ("a", "b", "c")
 TAGS = ("O", "B-PER", "I-PER", "B-LOC", "I-LOC")
@@ -77,30 +74,15 @@ def test_reliability_table_rejects_bad_input(confidence, correct):
         reliability_table(confidence, correct)
 
 
-def test_reliability_diagram_and_projection_scatter_draw():
+def test_reliability_diagram_draws_a_bar_per_bin():
     rng = np.random.default_rng(0)
-    fig, axes = plt.subplots(1, 2)
-    reliability_diagram(axes[0], reliability_table(rng.random(50), rng.random(50) < 0.5), "calibration")
-    projection_scatter(axes[1], rng.normal(size=(30, 2)), ["x", "y", "z"] * 10, "projection", order=["z", "y", "x"])
-    assert len(axes[0].patches) >= 1 and axes[1].get_legend() is not None
+    fig, ax = plt.subplots()
+    reliability_diagram(ax, reliability_table(rng.random(50), rng.random(50) < 0.5), "calibration")
+    assert len(ax.patches) >= 1
     plt.close(fig)
 
 
 # ---- reports ----------------------------------------------------------------------------------------------------
-
-def test_sentence_report_matches_scikit_learn():
-    preds = random_sentence_preds(np.random.default_rng(0))
-    report = sentence_report(preds)
-    assert report["macro_f1"] == pytest.approx(f1_score(preds.true, preds.pred, average="macro"))
-    assert report["n"] == 200 and 0.5 < report["roc_auc_ovr"] <= 1.0
-    assert set(report) == {"n", "accuracy", "macro_precision", "macro_recall", "macro_f1", "roc_auc_ovr"}
-
-
-def test_roc_auc_is_one_for_perfectly_ranked_probabilities():
-    true = ["a", "b", "c", "a"]
-    probs = [[0.6, 0.3, 0.1], [0.1, 0.6, 0.3], [0.2, 0.2, 0.6], [0.5, 0.2, 0.3]]
-    assert sentence_report(sentence_preds(true, true, probs))["roc_auc_ovr"] == pytest.approx(1.0)
-
 
 def test_class_report_per_class_in_label_order_and_its_macro_mean_is_macro_f1():
 
@@ -109,7 +91,7 @@ def test_class_report_per_class_in_label_order_and_its_macro_mean_is_macro_f1():
     assert list(report.index) == list(LABELS) and list(report.columns) == ["precision", "recall", "f1", "support"]
     assert report.loc["a", "precision"] == pytest.approx(0.5) and report.loc["a", "recall"] == pytest.approx(0.5)
     assert report.loc["c"].tolist() == [0.0, 0.0, 0.0, 1]  # never predicted right
-    assert report.f1.mean() == pytest.approx(sentence_report(preds)["macro_f1"])
+    assert report.f1.mean() == pytest.approx(preds.scores()["macro_f1"])
 
 
 def test_entity_report_per_type_and_micro_average():
@@ -133,7 +115,7 @@ def test_confusion_merges_bio_tags_into_entity_types():
 
 def test_reports_reject_the_wrong_task_kind():
     with pytest.raises(ValueError, match="token task"):
-        sentence_report(TaskPredictions("token", TAGS, [0], [["O"]], [["O"]]))
+        class_report(TaskPredictions("token", TAGS, [0], [["O"]], [["O"]]))
 
 
 # ---- paired statistics ------------------------------------------------------------------------------------------
@@ -175,62 +157,6 @@ def test_score_statistics_of_a_class_never_seen_is_zero():
     assert head_type("sentence").score_statistics(stats.sum(0)) == pytest.approx(1 / 3)
 
 
-def test_compare_of_accuracy_matches_the_accuracy_difference():
-    rng = np.random.default_rng(5)
-    true = rng.choice(LABELS, size=300)
-    a = sentence_preds(true, np.where(rng.random(300) < 0.8, true, "a"))
-    b = sentence_preds(true, np.where(rng.random(300) < 0.7, true, "b"))
-    accuracy = lambda p: np.mean(np.asarray(p.true) == np.asarray(p.pred))  # noqa: E731
-    result = compare([a], [b], n_resamples=300, metric="accuracy")
-    assert result["metric"] == "accuracy" and result["difference"] == pytest.approx(accuracy(a) - accuracy(b))
-    assert result["ci_low"] < result["difference"] < result["ci_high"]
-    assert compare([a], [b], n_resamples=300)["difference"] != pytest.approx(result["difference"])  # macro-F1
-    token = TaskPredictions("token", TAGS, [0], [["O"]], [["O"]])
-    with pytest.raises(ValueError, match="entity_f1"):
-        compare([token], [token], metric="accuracy")
-
-
-def test_compare_of_identical_models_finds_no_difference():
-    rng = np.random.default_rng(2)
-    seeds = [random_sentence_preds(rng) for _ in range(3)]
-    result = compare(seeds, seeds, n_resamples=300)
-    assert result["difference"] == 0.0 and result["p_value"] == 1.0
-    assert result["ci_low"] == result["ci_high"] == 0.0 and result["seeds"] == 3 and result["examples"] == 200
-
-
-def test_compare_detects_a_real_difference_and_not_a_tiny_one():
-    rng = np.random.default_rng(3)
-    true = rng.choice(LABELS, size=400)
-    better = [sentence_preds(true, np.where(rng.random(400) < 0.9, true, "a")) for _ in range(3)]
-    worse = [sentence_preds(true, np.where(rng.random(400) < 0.6, true, "a")) for _ in range(3)]
-    clear = compare(better, worse, n_resamples=500)
-    assert clear["difference"] > 0.15 and clear["p_value"] < 0.01 and clear["ci_low"] > 0
-    assert clear["ci_low"] <= clear["difference"] <= clear["ci_high"]
-    nudged = [sentence_preds(p.true, p.pred[:-1] + [p.true[-1]]) for p in worse]  # one more example right
-    small = compare(nudged, worse, n_resamples=500)
-    assert 0 < small["difference"] < 0.01 and small["p_value"] > 0.05
-    assert separated(clear) and not separated(small)
-    table = pd.DataFrame([clear, small, compare(worse, better, n_resamples=500)])  # a whole table: per row
-    assert separated(table).tolist() == [True, False, True]
-
-
-def test_compare_is_reproducible_and_works_for_token_tasks():
-    rng = np.random.default_rng(4)
-    true = random_tag_sequences(rng)
-    a = [TaskPredictions("token", TAGS, list(range(len(true))), true, [list(t) for t in true])]
-    b = [TaskPredictions("token", TAGS, list(range(len(true))), true, [["O"] * len(t) for t in true])]
-    first, second = compare(a, b, 200, seed=7), compare(a, b, 200, seed=7)
-    assert first == second and first["metric"] == "entity_f1" and first["difference"] == pytest.approx(1.0)
-
-
-def test_compare_rejects_unpaired_input():
-    a = sentence_preds(["a", "b"], ["a", "b"], index=[0, 1])
-    with pytest.raises(ValueError, match="same test examples"):
-        compare([a], [sentence_preds(["a", "b"], ["a", "b"], index=[0, 2])])
-    with pytest.raises(ValueError, match="number of seeds"):
-        compare([a, a], [a])
-
-
 def test_resampling_weights_draw_n_examples_per_resample_reproducibly_in_chunks():
     chunks = list(resampling_weights(7, 600, seed=3))
     assert [len(chunk) for chunk in chunks] == [250, 250, 100]
@@ -242,34 +168,10 @@ def test_resampling_weights_draw_n_examples_per_resample_reproducibly_in_chunks(
         next(resampling_weights(7, 0))
 
 
-def test_compare_scores_takes_any_score_of_the_resampled_examples():
-    rng = np.random.default_rng(11)
-    values = rng.normal(size=(3, 50))  # one score per example and seed: the mean is the method's score
-
-    def mean_of(rows):
-        return lambda weights: (weights @ rows.T).T / weights.sum(1)  # (S, m)
-
-    result = compare_scores(mean_of(values + 1.0), mean_of(values), 50, n_resamples=200)
-    assert result["difference"] == pytest.approx(1.0) and result["ci_low"] == pytest.approx(1.0)
-    assert result["seeds"] == 3 and result["examples"] == 50 and result["p_value"] == pytest.approx(1 / 201)
-    single = compare_scores(mean_of(values), mean_of(values[:1]), 50, n_resamples=200)  # one seed: every seed's
-    assert single["seeds"] == 3 and single["b"] == pytest.approx(values[0].mean())
-    with pytest.raises(ValueError, match="same number of seeds"):
-        compare_scores(mean_of(values), mean_of(values[:2]), 50)
-
-
-def test_compare_runs_pairs_the_seeds_both_runs_have():
-    rng = np.random.default_rng(12)
-    true = rng.choice(LABELS, size=100)
-    predictions = {(run, seed): {"t": sentence_preds(true, np.where(rng.random(100) < accuracy, true, "a"))}
-                   for run, accuracy, seeds in [("x", 0.9, (0, 1, 2)), ("y", 0.6, (1, 2, 3))] for seed in seeds}
+def test_shared_seeds_are_the_seeds_both_runs_have_in_order():
+    predictions = {(run, seed): {} for run, seeds in [("x", (2, 0, 1)), ("y", (3, 1, 2))] for seed in seeds}
     assert shared_seeds(predictions, "x", "y") == [1, 2]
-    result = compare_runs(predictions, "x", "y", "t", n_resamples=100)
-    assert result == compare([predictions["x", s]["t"] for s in (1, 2)], [predictions["y", s]["t"] for s in (1, 2)],
-                             n_resamples=100)
-    assert result["seeds"] == 2
-    with pytest.raises(KeyError, match="No seed has predictions of both 'x' and 'z'"):
-        compare_runs(predictions, "x", "z", "t")
+    assert shared_seeds(predictions, "x", "z") == []
 
 
 def test_single_task_steps_share_the_multi_task_schedule():
@@ -280,47 +182,17 @@ def test_single_task_steps_share_the_multi_task_schedule():
     assert single_task_steps({"a": 1, "b": 10_000}, 3, "proportional") == {"a": 1, "b": 3}  # at least one step
 
 
-def test_label_scores_of_sentence_and_token_predictions():
-    topic = [Example("x", {"topic": "sports"}), Example("y", {"topic": "tech"})]
-    assert label_scores("topic", topic, ["sports", "sports"]) == {"topic/accuracy": 0.5,
-                                                                  "topic/macro_f1": pytest.approx((2 / 3) / 5)}
-    words = ("Alice", "sings")
-    ner = [Example("Alice sings", {"ner": ("B-PER", "O")}, words)]
-    assert label_scores("ner", ner, [["B-PER", "O"]]) == {"ner/entity_f1": 1.0}
-    assert label_scores("ner", ner, [["O", "O"]]) == {"ner/entity_f1": 0.0}
-    with pytest.raises(ValueError, match="1 predictions for 2 examples"):
-        label_scores("topic", topic, ["sports"])
-
-
-def test_label_table_scores_each_method_on_all_or_some_positions():
-    tests = {"topic": [Example("x", {"topic": "sports"}), Example("y", {"topic": "tech"})]}
-    predictions = {"always sports": {"topic": ["sports", "sports"]}, "perfect": {"topic": ["sports", "tech"]}}
-    table = label_table(predictions, tests)
-    assert table.loc["always sports", "topic/accuracy"] == 0.5 and table.loc["perfect", "topic/accuracy"] == 1.0
-    assert label_table(predictions, tests, {"topic": [0]}).loc["always sports", "topic/accuracy"] == 1.0
-
-
-def test_stratified_positions_and_subset_pair_with_predictions_on_the_sample():
+def test_stratified_positions_keep_the_class_shares():
     examples = [Example(str(i), {"sentiment": "positive" if i % 4 else "negative"}) for i in range(40)]
     assert stratified_positions(examples, "sentiment", 40) == list(range(40))
     positions = sorted(stratified_positions(examples, "sentiment", 20, seed=1))
     assert len(positions) == 20
     assert sum(examples[i].labels["sentiment"] == "negative" for i in positions) == 5  # a quarter, as in the data
-    preds = sentence_preds(["a", "b", "c", "a"], ["a", "a", "c", "b"], index=[3, 0, 2, 1])
-    part = subset(preds, [1, 3])  # examples 1 and 3 become 0 and 1
-    assert sorted(zip(part.index, part.true, part.pred)) == [(0, "a", "b"), (1, "a", "a")]
-    assert len(part.probs) == 2
-
-
-def test_mean_std_formats_each_group():
-    frame = pd.DataFrame({"setup": ["x", "x", "y", "y"], "score": [0.5, 0.7, 0.1, 0.1]})
-    table = mean_std(frame)
-    assert table.loc["x", "score"] == "0.600 ± 0.141" and table.loc["y", "score"] == "0.100 ± 0.000"
 
 
 # ---- error analysis ---------------------------------------------------------------------------------------------
 
-def test_prediction_frame_confident_mistakes_and_scores_by_group():
+def test_prediction_frame_puts_each_prediction_beside_its_example():
     examples = [Example(f"text {i}", {"t": lab, "genre": g}) for i, (lab, g) in enumerate(
         [("a", "x"), ("b", "x"), ("c", "y"), ("a", "y")])]
     probs = [[0.2, 0.7, 0.1], [0.1, 0.8, 0.1], [0.6, 0.2, 0.2], [0.9, 0.05, 0.05]]
@@ -330,16 +202,6 @@ def test_prediction_frame_confident_mistakes_and_scores_by_group():
     assert list(frame.index) == [0, 1, 2, 3] and list(frame.text) == ["text 0", "text 1", "text 2", "text 3"]
     assert list(frame.correct) == [False, True, False, True] and frame.loc[0, "confidence"] == pytest.approx(0.7)
     assert list(frame.genre) == ["x", "x", "y", "y"] and frame.loc[3, "p_a"] == pytest.approx(0.9)
-    mistakes = confident_mistakes(frame, k=1)
-    assert list(mistakes.index) == [0] and "p_a" not in mistakes
-    by_genre = scores_by(frame, "genre", LABELS)
-    assert by_genre.loc["x", "n"] == 2 and by_genre.loc["x", "accuracy"] == 0.5
-
-
-def test_confident_mistakes_cuts_long_texts():
-    frame = pd.DataFrame({"text": ["word " * 50], "true": ["a"], "pred": ["b"], "confidence": [0.9],
-                          "correct": [False]})
-    assert len(confident_mistakes(frame, width=20).text.iloc[0]) == 20
 
 
 # ---- models -----------------------------------------------------------------------------------------------------
@@ -368,40 +230,6 @@ def test_through_cache_gives_the_same_predictions_and_restores_trainable_flags(t
     assert cached["ner"].pred == plain["ner"].pred
 
 
-def test_inference_cost_counts_parameters_of_every_model(tiny_model):
-    cost = inference_cost(tiny_model, [tiny_model, tiny_model], ["a short text", "another one"], repeats=1)
-    params = sum(p.numel() for p in tiny_model.parameters())
-    assert cost.parameters.tolist() == [params, 2 * params] and cost.models.tolist() == [1, 2]
-    assert (cost.seconds > 0).all()
-
-
-def test_seed_study_trains_every_setup_for_every_seed(monkeypatch):
-    monkeypatch.setattr(recipe, "MODEL", dict(backbone="scratch", pooling="mean", max_seq_length=32))
-    monkeypatch.setattr(recipe, "TRAIN_LIMIT", 24)
-    tests = load_datasets(["topic", "ner"], "test", 10)
-    study = seed_study([0, 1], 4, tests, PrefixCache(), tasks=("topic", "ner"), keep_models=[0], val_limit=8,
-                       epochs=1)
-    setups = ["multi-task", "multi-task, no lead topics", "single-task", "single-task, + lead topics"]
-    assert study.seeds == [0, 1] and sorted(study.setups) == setups
-    assert [run.steps for run in study.setups["single-task"]] == [2, 2]
-    assert study.setups["single-task, + lead topics"] == [Run(("topic",), 4, ("topic", "ner"))]  # topic + NER steps
-    scores = study.scores()
-    assert list(scores.index) == [(setup, seed) for setup in setups for seed in (0, 1)]
-    assert {"topic/accuracy", "topic/macro_f1", "ner/entity_f1"} <= set(scores.columns)
-    assert np.isnan(scores.loc[("single-task, + lead topics", 0), "ner/entity_f1"])  # no NER head
-    assert set(study.models) == {(setup, 0) for setup in setups}
-    assert set(study.models["single-task", 0]) == {"topic", "ner"} and set(study.models["multi-task", 0]) == {"all"}
-    result = compare_runs(study.predictions, "multi-task", "single-task", "topic", n_resamples=50)
-    assert result["seeds"] == 2 and result["examples"] == 10
-    with pytest.raises(KeyError, match="'single-task, \\+ lead topics' has no 'ner' predictions"):
-        compare_runs(study.predictions, "single-task, + lead topics", "single-task", "ner")
-    table = study.compare([("multi-task", "single-task", "topic"), ("multi-task", "multi-task", "ner")], 50)
-    same = table.loc[("multi-task - multi-task", "ner")]
-    assert same.difference == 0 and same["seed 0"] == 0 and not same.significant
-    row = table.loc[("multi-task - single-task", "topic")]
-    assert row.difference == pytest.approx(np.mean([row["seed 0"], row["seed 1"]]))  # the mean of the seeds' gaps
-
-
 def test_the_controls_see_the_topic_data_they_claim(monkeypatch):
     """"+ lead topics" trains a topic-only model on the headlines and the NER sentences; "no lead topics" keeps the
     NER sentences but without their topic labels; validation is each task's own set either way."""
@@ -419,13 +247,3 @@ def test_the_controls_see_the_topic_data_they_claim(monkeypatch):
     assert not any("topic" in ex.labels for ex in dropped["ner"]) and all("ner" in ex.labels for ex in dropped["ner"])
 
 
-def test_paired_by_group_compares_within_each_group_only():
-    rng = np.random.default_rng(6)
-    true = rng.choice(LABELS, size=300)
-    groups = ["x"] * 150 + ["y"] * 150
-    a = sentence_preds(true, list(true[:150]) + ["a"] * 150)  # perfect on x, constant on y
-    b = sentence_preds(true, ["a"] * 150 + list(true[150:]))  # the reverse
-    table = paired_by_group(a, b, groups, n_resamples=200)
-    assert list(table.index) == ["x", "y"] and list(table.examples) == [150, 150]
-    assert table.loc["x", "ci_low"] > 0 and table.loc["y", "ci_high"] < 0
-    assert table.loc["x", "difference"] == pytest.approx(-table.loc["y", "difference"], abs=0.05)

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mtl.extras.notebooks.plots import VERDICT_COLOURS, family_intervals, freezing_at_scale, paired_differences
+from mtl.extras.notebooks.plots import VERDICT_COLOURS, family_intervals, freezing_at_scale
 
 
 @pytest.fixture
@@ -32,23 +32,6 @@ def test_freezing_at_scale_draws_each_method_in_increasing_size_at_its_mean_with
     assert np.allclose(top2_bars[1][:, 1], 0.65)  # one seed: no bar
     assert [t.get_text() for t in ax.get_xticklabels()] == ["250", "1,000", "16,533"]  # the sizes, nothing between
     assert not ax.get_xticklabels(minor=True)
-
-
-def test_paired_differences_draw_each_comparison_per_budget_hollow_where_not_significant():
-    index = pd.MultiIndex.from_tuples([("a - b", "topic"), ("a - b", "ner")], names=["comparison", "task"])
-    small = pd.DataFrame({"difference": [0.02, -0.01], "ci_low": [0.01, -0.03], "ci_high": [0.03, 0.01],
-                          "significant": [True, False]}, index=index)
-    large = small.iloc[:1] * [2, 2, 2, 1]  # only the topic row, doubled
-    fig = paired_differences({"small": small, "large": large}, title="t")
-    ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["a - b (topic)", "a - b (ner)"]
-    bars = ax.containers
-    assert len(bars) == 3  # two rows of the small budget, one of the large
-    dots = [(b.lines[0].get_xdata()[0], b.lines[0].get_markerfacecolor()) for b in bars]
-    assert dots[0][0] == pytest.approx(0.02) and dots[2][0] == pytest.approx(0.04)
-    assert dots[1][1] == "white" and dots[0][1] != "white"  # hollow: within noise
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["small", "large"]
-    assert any(line.get_linestyle() == "--" and line.get_xdata()[0] == 0 for line in ax.lines)
 
 
 def test_family_intervals_draw_each_comparison_in_order_coloured_by_verdict_with_the_margin_shaded():

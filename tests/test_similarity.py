@@ -1,6 +1,5 @@
-"""Tests for mtl.evaluation.similarity: cosines, Spearman against human ratings, Spearman's rho compared over resampled
-documents (``mtl.evaluation.compare.compare_scores``) and as a family against a reference, anisotropy and multi-pooling
-embedding."""
+"""Tests for mtl.evaluation.similarity: cosines, Spearman against human ratings, Spearman's rho over resampled documents
+and compared as a family against a reference, anisotropy and multi-pooling embedding."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,9 +8,9 @@ from scipy.stats import spearmanr
 from sklearn.metrics.pairwise import cosine_similarity
 
 from mtl.encoder.encoder import POOLING_MODES, SentenceEncoder
-from mtl.evaluation.compare import compare_scores, holm, resampling_weights
+from mtl.evaluation.compare import holm, resampling_weights
 from mtl.evaluation.similarity import (apply_after_pooling, cosine_matrix, embed_with_poolings, resampled_spearman,
-                                       spearman_comparisons, spearman_family, spearman_score, spearman_with_humans,
+                                       spearman_family, spearman_score, spearman_with_humans,
                                        unrelated_cosine, upper_pairs)
 from mtl.utils import quiet_libraries, set_seed
 
@@ -97,87 +96,25 @@ def test_resampled_spearman_is_scipy_spearman_on_the_pairs_among_the_drawn_docum
     assert everyone == pytest.approx(spearmanr(upper_pairs(similarity), upper_pairs(human)).statistic, abs=1e-12)
 
 
-def spearman_difference(a, b, human, n_resamples=2000, seed=0) -> dict:
-    """rho(a) - rho(b) over resampled documents: ``compare_scores`` of two ``spearman_score``s."""
-    return compare_scores(spearman_score(a, human, "a"), spearman_score(b, human, "b"), len(human), n_resamples, seed)
-
-
-def test_spearman_difference_of_identical_methods_finds_no_difference():
-    rng = np.random.default_rng(6)
-    human, similarity = symmetric(rng, 20), symmetric(rng, 20)
-    result = spearman_difference(similarity, similarity.copy(), human, n_resamples=300)
-    assert result["difference"] == 0.0 and result["ci_low"] == result["ci_high"] == 0.0
-    assert result["p_value"] == 1.0 and result["examples"] == 20 and result["seeds"] == 1
-
-
-def test_spearman_difference_separates_the_human_ratings_from_noise_but_not_noise_from_noise():
-    rng = np.random.default_rng(7)
-    human = symmetric(rng, 30)
-    noisy_copy = human + 0.3 * symmetric(rng, 30)  # ranks the pairs nearly as people do
-    clear = spearman_difference(noisy_copy, symmetric(rng, 30), human, n_resamples=500)
-    assert clear["a"] > 0.8 and abs(clear["b"]) < 0.2
-    assert 0 < clear["ci_low"] <= clear["difference"] <= clear["ci_high"] and clear["p_value"] < 0.01
-    reverse = spearman_difference(symmetric(rng, 30), noisy_copy, human, n_resamples=500)
-    assert reverse["ci_high"] < 0
-    unrelated = spearman_difference(symmetric(rng, 30), symmetric(rng, 30), human, n_resamples=500)
-    assert unrelated["ci_low"] < 0 < unrelated["ci_high"] and unrelated["p_value"] > 0.05
-
-
-def test_spearman_difference_is_reproducible_for_a_seed_and_averages_a_stack_of_seeds():
-    rng = np.random.default_rng(8)
-    human, a, b = symmetric(rng, 15), symmetric(rng, 15), symmetric(rng, 15)
-    first, second = spearman_difference(a, b, human, 200, seed=1), spearman_difference(a, b, human, 200, 1)
-    assert first == second
-    assert spearman_difference(a, b, human, 200, seed=2)["ci_low"] != first["ci_low"]
-    stacked = spearman_difference(np.stack([a, a]), b, human, 200, seed=1)  # two identical "seeds"
-    assert stacked["a"] == pytest.approx(first["a"]) and stacked["ci_low"] == pytest.approx(first["ci_low"])
-    assert stacked["seeds"] == 2
-    mixed = spearman_difference(np.stack([a, b]), b, human, 200, seed=1)  # rho of a stack: its mean
-    assert mixed["a"] == pytest.approx((first["a"] + first["b"]) / 2)
-
-
-def test_spearman_comparisons_share_one_set_of_resamples():
-    rng = np.random.default_rng(9)
-    human = symmetric(rng, 18)
-    methods = {"good": human + 0.5 * symmetric(rng, 18), "noise": symmetric(rng, 18), "other": symmetric(rng, 18)}
-    table = spearman_comparisons(methods, human, [("good", "noise"), ("other", "noise")], n_resamples=300, seed=4)
-    assert list(table.index) == ["good vs noise", "other vs noise"]
-    assert list(table.columns) == ["rho_a", "rho_b", "difference", "ci_low", "ci_high", "p_value"]
-    for (a, b), row in zip([("good", "noise"), ("other", "noise")], table.itertuples()):
-        single = spearman_difference(methods[a], methods[b], human, n_resamples=300, seed=4)
-        assert (row.rho_a, row.difference, row.ci_low, row.ci_high, row.p_value) == pytest.approx(
-            (single["a"], single["difference"], single["ci_low"], single["ci_high"], single["p_value"]))
-    with pytest.raises(KeyError, match=r"unknown methods \['missing'\]"):
-        spearman_comparisons(methods, human, [("good", "missing")])
-    with pytest.raises(ValueError, match="compared with itself"):
-        spearman_comparisons(methods, human, [("good", "good")])
-    with pytest.raises(ValueError, match="No comparisons"):
-        spearman_comparisons(methods, human, [])
-
-
-def test_spearman_difference_rejects_bad_input():
+def test_spearman_score_rejects_bad_input():
     rng = np.random.default_rng(10)
     human, a = symmetric(rng, 10), symmetric(rng, 10)
     with pytest.raises(ValueError, match=r"'b' have shape \(9, 9\); expected \(10, 10\)"):
-        spearman_difference(a, a[:9, :9], human)
+        spearman_score(a[:9, :9], human, "b")
     with pytest.raises(ValueError, match="'a' must be finite and symmetric"):
-        spearman_difference(a + np.triu(np.ones((10, 10)), 1), a, human)
+        spearman_score(a + np.triu(np.ones((10, 10)), 1), human, "a")
     nan = a.copy()
     nan[0, 1] = nan[1, 0] = np.nan
     with pytest.raises(ValueError, match="'b' must be finite"):
-        spearman_difference(a, nan, human)
+        spearman_score(nan, human, "b")
     with pytest.raises(ValueError, match="human ratings must be a symmetric.*not symmetric"):
-        spearman_difference(a, a, human + np.triu(np.ones((10, 10)), 1))
+        spearman_score(a, human + np.triu(np.ones((10, 10)), 1))
     with pytest.raises(ValueError, match=r"human ratings must be a symmetric \(n, n\) matrix, got shape \(10,\)"):
-        spearman_difference(a, a, human[0])
+        spearman_score(a, human[0])
     with pytest.raises(ValueError, match="'b' is undefined .*constant similarities"):
-        spearman_difference(a, np.ones((10, 10)), human)
-    with pytest.raises(ValueError, match="1 resample"):
-        spearman_difference(a, a, human, n_resamples=0)
+        spearman_score(np.ones((10, 10)), human, "b")(np.ones((1, 10)))
     with pytest.raises(ValueError, match="at least 3 documents"):
         spearman_score(a[:2, :2], human[:2, :2])
-    with pytest.raises(ValueError, match="same number of seeds"):
-        spearman_difference(np.stack([a, a]), np.stack([a, a, a]), human)
 
 
 @pytest.fixture(scope="module")
@@ -240,10 +177,6 @@ def test_spearman_family_compares_each_method_with_the_reference_on_shared_docum
     np.testing.assert_allclose(table.ci_high - table.difference, 1.959964 * se, rtol=1e-5)
     np.testing.assert_allclose(table.difference - table.ci_low, 1.959964 * se, rtol=1e-5)
     np.testing.assert_allclose(table.p_holm, holm(table.p_value.to_numpy()))
-    # the percentile interval of compare_scores on the same resamples says much the same
-    percentile = spearman_comparisons(methods, human, [("noise", "reference")], 400, 3).iloc[0]
-    width = table.ci_high["noise"] - table.ci_low["noise"]
-    assert abs(percentile.ci_low - table.ci_low["noise"]) < 0.2 * width
     assert table.verdict["noise"] == "worse" and table.p_holm["noise"] < 0.05
     assert table.verdict["copy"] == table.verdict["nudged"] == "as good as"  # within the 0.02 margin
     assert table.difference["copy"] == 0 and table.p_value["copy"] == 1

@@ -1,17 +1,15 @@
 """Whether method A is better than method B: the one place where methods are compared.
 
-``compare_scores`` is the paired bootstrap over test examples (seeds held fixed), for any score of resampled
-examples; ``compare`` applies it to two models' predictions of a task, ``compare_runs`` to two named runs.
-``compare_seeds`` asks the same once both sources of noise are counted: which test examples happened to be
-drawn, and which training seeds happened to be run?
+``compare_seeds`` counts both sources of noise: which test examples happened to be drawn, and which training seeds
+happened to be run.
 
 A claim such as "A beats B by 0.02 macro-F1" is about the methods, so its interval must hold the variance of
 training (seeds) as well as that of the test set (Dror et al., "The Hitchhiker's Guide to Testing Statistical
 Significance in NLP", ACL 2018; Bouthillier et al., "Accounting for Variance in Machine Learning Benchmarks",
 MLSys 2021; Reimers & Gurevych, "Reporting Score Distributions Makes a Difference", EMNLP 2017). Resampling the
-test examples alone, seeds held fixed (``compare_scores`` below), leaves training
-randomness out: in the simulated studies of ``tests/test_compare.py``, with between-seed SDs typical here, its
-95 % intervals hold the true difference in fewer than 90 % of them.
+test examples alone, seeds held fixed (the ``se_test`` part below), leaves training randomness out: in the simulated
+studies of ``tests/test_compare.py``, with between-seed SDs typical here, its 95 % intervals hold the true
+difference in fewer than 90 % of them.
 
 ``compare_seeds`` keeps the pairing (A and B share each seed and every test example) and splits the variance of the
 mean-over-seeds difference d = mean_s d_s, d_s = score_a(s) - score_b(s) on the one test set, in two:
@@ -47,8 +45,6 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from mtl.evaluation.metrics import TaskPredictions, example_statistics
-from mtl.multitask.heads import head_type
 
 CountScore = Callable[[np.ndarray], np.ndarray]  # summed counts (..., k) -> scores (...)
 
@@ -76,6 +72,26 @@ def _scores(score: CountScore, summed: np.ndarray) -> np.ndarray:
     if not np.isfinite(values).all():
         raise ValueError("score returned NaN or infinite values (e.g. accuracy over zero examples).")
     return values
+
+
+Score = Callable[[np.ndarray], np.ndarray]
+"""A method's score on resampled test examples: (m, n) weights, how often each of the n examples is drawn in each of
+m resamples, -> (S, m) scores, one row per seed. Weights of ones score the test set as it is."""
+
+RESAMPLE_CHUNK = 250  # resamples scored at once: bounds the (chunk, n) weights and what a score builds from them
+
+
+def resampling_weights(examples: int, n_resamples: int = 2000, seed: int = 0) -> Iterator[np.ndarray]:
+    """The bootstrap's resamples as weights: chunks (m, n) of how often each of the n examples is drawn when n are
+    drawn with replacement, ``n_resamples`` rows in all, from one generator seeded with ``seed``: every comparison
+    with the same seed and number of examples sees the same resamples."""
+    if examples < 1 or n_resamples < 1:
+        raise ValueError(f"Need at least 1 example and 1 resample, got {examples} and {n_resamples}.")
+    rng = np.random.default_rng(seed)
+    for start in range(0, n_resamples, RESAMPLE_CHUNK):
+        m = min(RESAMPLE_CHUNK, n_resamples - start)
+        draws = rng.integers(0, examples, size=(m, examples)) + examples * np.arange(m)[:, None]
+        yield np.bincount(draws.ravel(), minlength=m * examples).reshape(m, examples).astype(np.float64)
 
 
 def _resample(per_example: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -106,10 +122,8 @@ def compare_seeds(stats_a: ArrayLike, stats_b: ArrayLike, score: CountScore, n_r
     score_a, score_b = _scores(score, a.sum(-2)), _scores(score, b.sum(-2))  # (..., S), (..., S or 1)
     per_seed = score_a - score_b  # (..., S): d_s on this test set
     difference = per_seed.mean(-1)
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n, size=(n_resamples, n)) + n * np.arange(n_resamples)[:, None]
-    counts = np.bincount(draws.ravel(), minlength=n_resamples * n).reshape(n_resamples, n)  # (m, n) weights
-    resampled = _scores(score, _resample(a, counts)) - _scores(score, _resample(b, counts))  # (m, ..., S)
+    resampled = np.concatenate([_scores(score, _resample(a, weights)) - _scores(score, _resample(b, weights))
+                                for weights in resampling_weights(n, n_resamples, seed)])  # (m, ..., S)
     test_var = resampled.mean(-1).var(0, ddof=1)  # (...,) example-bootstrap variance of d
     if S == 1:
         se2, df, method = test_var, np.full_like(test_var, np.inf), "test examples only (1 seed)"
@@ -207,103 +221,8 @@ def family(results: Mapping[str, dict], margin: float | Mapping[str, float], alp
     return rows
 
 
-Score = Callable[[np.ndarray], np.ndarray]
-"""A method's score on resampled test examples: (m, n) weights, how often each of the n examples is drawn in each of
-m resamples, -> (S, m) scores, one row per seed. Weights of ones score the test set as it is."""
-
-RESAMPLE_CHUNK = 250  # resamples scored at once: bounds the (chunk, n) weights and what a score builds from them
-
-
-def resampling_weights(examples: int, n_resamples: int = 2000, seed: int = 0) -> Iterator[np.ndarray]:
-    """The bootstrap's resamples as weights: chunks (m, n) of how often each of the n examples is drawn when n are
-    drawn with replacement, ``n_resamples`` rows in all, from one generator seeded with ``seed``: every comparison
-    with the same seed and number of examples sees the same resamples."""
-    if examples < 1 or n_resamples < 1:
-        raise ValueError(f"Need at least 1 example and 1 resample, got {examples} and {n_resamples}.")
-    rng = np.random.default_rng(seed)
-    for start in range(0, n_resamples, RESAMPLE_CHUNK):
-        m = min(RESAMPLE_CHUNK, n_resamples - start)
-        draws = rng.integers(0, examples, size=(m, examples)) + examples * np.arange(m)[:, None]
-        yield np.bincount(draws.ravel(), minlength=m * examples).reshape(m, examples).astype(np.float64)
-
-
-def compare_scores(score_a: Score, score_b: Score, examples: int, n_resamples: int = 2000,
-                   seed: int = 0) -> dict[str, float]:
-    """Is method A better than method B, or is the difference within test-set noise? The paired bootstrap over test
-    examples (Efron & Tibshirani 1993; Berg-Kirkpatrick et al., EMNLP 2012, for NLP).
-
-    ``score_a`` and ``score_b`` score the two methods on the same ``examples`` test examples (``Score``), with the
-    same number of seeds, or one for a method that has none. Each resample (``resampling_weights``) scores every
-    seed of both methods on the same drawn examples, so the pairing by example and by seed is kept, and any score of
-    the drawn examples works, also one that is not a mean over them (macro-F1, entity F1, a rank correlation over
-    pairs of examples). Returns the mean scores over seeds ``a`` and ``b``, the ``difference``, its 95 % percentile
-    interval ``ci_low``..``ci_high``, a two-sided ``p_value`` for "no difference" (the share of resampled
-    differences at least as far from the observed one as the observed one is from 0: the bootstrap distribution
-    shifted to the null), and the numbers of ``examples`` and ``seeds``.
-    """
-    ones = np.ones((1, examples))
-    observed_a, observed_b = score_a(ones)[:, 0], score_b(ones)[:, 0]  # (S,): the test set as it is
-    seeds = {len(observed_a), len(observed_b)}
-    if len(seeds - {1}) > 1:
-        raise ValueError(f"Paired methods need the same number of seeds (or one), got {len(observed_a)} and "
-                         f"{len(observed_b)}.")
-    observed = float(observed_a.mean() - observed_b.mean())
-    differences = np.concatenate([score_a(weights).mean(0) - score_b(weights).mean(0)  # (m,): means over seeds
-                                  for weights in resampling_weights(examples, n_resamples, seed)])
-    extreme = np.sum(np.abs(differences - observed) >= abs(observed))
-    low, high = np.percentile(differences, [2.5, 97.5])
-    return {"a": float(observed_a.mean()), "b": float(observed_b.mean()), "difference": observed,
-            "ci_low": float(low), "ci_high": float(high), "p_value": float((extreme + 1) / (n_resamples + 1)),
-            "examples": examples, "seeds": max(seeds)}
-
-
-def compare(a: Sequence[TaskPredictions], b: Sequence[TaskPredictions], n_resamples: int = 2000, seed: int = 0,
-            metric: str | None = None) -> dict[str, float]:
-    """``compare_scores`` of two models' predictions of one task: the main score (macro-F1 / entity F1; or
-    ``metric``, e.g. "accuracy" of a sentence task), model A minus model B, with that ``metric`` in the result.
-
-    ``a[i]`` and ``b[i]`` are the two models' predictions on the same test examples for seed ``i``. A resample's
-    score is computed from the examples' additive counts (``example_statistics``), so scores that are not means
-    over examples are handled exactly, which a per-example test such as McNemar's cannot do.
-    """
-    if len(a) != len(b) or len(a) == 0:
-        raise ValueError(f"Need the same positive number of seeds for both models, got {len(a)} and {len(b)}.")
-    kinds = {p.kind for p in [*a, *b]}
-    if len(kinds) != 1:
-        raise ValueError(f"All predictions must be of one task kind, got {sorted(kinds)}.")
-    if len({tuple(sorted(p.index)) for p in [*a, *b]}) != 1:
-        raise ValueError("Paired predictions must cover the same test examples (their `index` lists differ).")
-    kind = head_type(kinds.pop())
-    metric = kind.check_metric(metric)
-
-    def score(predictions: Sequence[TaskPredictions]) -> Score:
-        stats = np.stack([example_statistics(p) for p in predictions])  # (S, n, k)
-        return lambda weights: kind.score_statistics(weights @ stats, metric)  # (S, m, k) -> (S, m)
-
-    return {"metric": metric, **compare_scores(score(a), score(b), len(a[0].index), n_resamples, seed)}
-
-
 def shared_seeds(predictions: Mapping[tuple[str, int], object], a: str, b: str) -> list[int]:
     """The seeds, in order, for which ``predictions`` (keyed by (run, seed)) hold both run ``a`` and run ``b``."""
     return sorted({s for run, s in predictions if run == a} & {s for run, s in predictions if run == b})
 
 
-def compare_runs(predictions: Mapping[tuple[str, int], Mapping[str, TaskPredictions]], a: str, b: str, task: str,
-                 n_resamples: int = 2000, seed: int = 0) -> dict[str, float]:
-    """``compare`` of run ``a`` against run ``b`` on ``task``, from predictions keyed by (run, seed) and then by
-    task: paired by test example and by the seeds both runs have (``shared_seeds``)."""
-    seeds = shared_seeds(predictions, a, b)
-    if not seeds:
-        raise KeyError(f"No seed has predictions of both {a!r} and {b!r}.")
-    for run in (a, b):
-        if task not in predictions[run, seeds[0]]:
-            raise KeyError(f"Run {run!r} has no {task!r} predictions.")
-    return compare([predictions[a, s][task] for s in seeds], [predictions[b, s][task] for s in seeds], n_resamples,
-                   seed)
-
-
-def separated(interval):
-    """Does a 95 % interval exclude zero, i.e. is the difference measurable rather than within noise? ``interval``:
-    anything with ``ci_low`` and ``ci_high`` (a ``compare`` result, a table row, or a whole table: then one
-    bool per row)."""
-    return (interval["ci_low"] > 0) | (interval["ci_high"] < 0)

@@ -5,11 +5,9 @@ Lee, Pincombe & Welsh (2005): 50 news documents, every pair rated for similarity
 
 Whether one encoder ranks better than another is a question about documents, not pairs: the 1,225 pairs share
 50 documents, so they are not independent samples. ``spearman_score`` is Spearman's rho as a score of resampled
-documents, so that ``mtl.evaluation.compare.compare_scores`` compares two methods as it compares models over test
-examples: it draws documents with replacement, scores both methods on the pairs among the same drawn documents and
-reports the difference of rho with a percentile interval (Efron & Tibshirani 1993). ``spearman_comparisons``: a
-table of several such comparisons. ``spearman_family``: the analysis plan's family "pooling and backbone" (each
-encoder against one reference, Holm-corrected, with an equivalence test and a verdict each).
+documents: documents drawn with replacement, each method scored on the pairs among the same drawn documents (Efron &
+Tibshirani 1993). ``spearman_family``: the analysis plan's family "pooling and backbone" (each encoder against one
+reference, with the bootstrap's standard error, Holm-corrected, an equivalence test and a verdict each).
 """
 from __future__ import annotations
 
@@ -22,7 +20,7 @@ from scipy.stats import norm, spearmanr
 from sentence_transformers.models import Pooling
 
 from mtl.encoder.encoder import SentenceEncoder
-from mtl.evaluation.compare import Score, compare_scores, family, resampling_weights
+from mtl.evaluation.compare import Score, family, resampling_weights
 from mtl.utils import length_sorted_batches
 
 
@@ -113,29 +111,6 @@ def spearman_score(similarities: np.ndarray, human: np.ndarray, name: str = "sim
                              f"{'all pairs' if (weights == 1).all() else 'a resample'}): nothing to rank.")
         return rho
     return score
-
-
-def spearman_comparisons(similarities: Mapping[str, np.ndarray], human: np.ndarray,
-                         comparisons: Sequence[tuple[str, str]], n_resamples: int = 2000,
-                         seed: int = 0) -> pd.DataFrame:
-    """``compare_scores`` of Spearman's rho (``spearman_score``) for each (A, B) of ``comparisons``, all on the
-    same resamples of documents.
-
-    ``similarities`` maps method names to what ``spearman_score`` takes. One row per comparison, indexed "A vs B":
-    rho_a, rho_b, difference (A - B), ci_low, ci_high, p_value.
-    """
-    if not comparisons:
-        raise ValueError("No comparisons given.")
-    names = list(dict.fromkeys(name for pair in comparisons for name in pair))
-    unknown = [name for name in names if name not in similarities]
-    if unknown:
-        raise KeyError(f"Comparisons name unknown methods {unknown}; known: {list(similarities)}.")
-    if any(a == b for a, b in comparisons):
-        raise ValueError(f"A method compared with itself: {[(a, b) for a, b in comparisons if a == b]}.")
-    scores = {name: spearman_score(similarities[name], human, name) for name in names}
-    rows = {f"{a} vs {b}": compare_scores(scores[a], scores[b], len(human), n_resamples, seed) for a, b in comparisons}
-    table = pd.DataFrame.from_dict(rows, orient="index")[["a", "b", "difference", "ci_low", "ci_high", "p_value"]]
-    return table.rename(columns={"a": "rho_a", "b": "rho_b"}).rename_axis("A vs B")
 
 
 SPEARMAN_MARGIN = 0.02  # Spearman's rho with human similarity: the equivalence margin of docs/analysis_plan.md

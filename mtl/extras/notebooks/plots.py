@@ -59,15 +59,6 @@ def reliability_diagram(ax: plt.Axes, table, title: str) -> None:
     ax.legend(loc="upper left", fontsize=8)
 
 
-def projection_scatter(ax: plt.Axes, points: np.ndarray, labels: Sequence[str], title: str,
-                       order: Sequence[str] | None = None) -> None:
-    """A 2-D projection (n, 2) of embeddings, one colour per label (legend in ``order``)."""
-    sns.scatterplot(x=points[:, 0], y=points[:, 1], hue=list(labels), hue_order=order, ax=ax, s=12, alpha=0.7,
-                    linewidth=0, palette="tab10")
-    ax.set(title=title, xticks=[], yticks=[], xlabel="PC 1", ylabel="PC 2")
-    ax.legend(fontsize=7, markerscale=1.5, loc="best")
-
-
 def freezing_at_scale(curves, metric: str = "sentiment macro-F1 (test)", title: str = "",
                       spread: float = 0.05) -> plt.Figure:
     """One line per method of ``curves`` (``mtl.extras.studies.full_scale.tuned_curves``: per method and training
@@ -88,34 +79,6 @@ def freezing_at_scale(curves, metric: str = "sentiment macro-F1 (test)", title: 
     if sizes:
         ax.set_xlim(sizes[0] / 1.6, sizes[-1] * 1.6)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)  # outside: hides no point
-    fig.tight_layout()
-    return fig
-
-
-def paired_differences(tables, title: str = "") -> plt.Figure:
-    """A forest plot of paired comparisons: one row per (comparison, task) of ``tables`` ({budget name: the table of
-    ``sharing.SeedStudy.compare``}), the difference as a dot and its 95 % interval as a bar, one colour per budget,
-    filled where the difference is significant (its ``significant`` column), hollow where it is not; 0 dashed."""
-    rows = list(dict.fromkeys(key for table in tables.values() for key in table.index))  # (comparison, task)
-    fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) * len(tables) + 1.2))
-    offsets = np.linspace(-0.2, 0.2, len(tables)) if len(tables) > 1 else [0.0]
-    for offset, (name, table) in zip(offsets, tables.items()):
-        colour = None
-        for y, key in enumerate(rows):
-            if key not in table.index:
-                continue
-            row = table.loc[key]
-            low, mid, high = float(row.ci_low), float(row.difference), float(row.ci_high)
-            line = ax.errorbar(mid, y + offset, xerr=[[mid - low], [high - mid]], fmt="o", capsize=3, color=colour,
-                               markerfacecolor=None if row.significant else "white",
-                               label=name if colour is None else None)
-            colour = line.lines[0].get_color()
-    ax.axvline(0, color="grey", ls="--", lw=1)
-    ax.set_yticks(range(len(rows)), [f"{comparison} ({task})" for comparison, task in rows])
-    ax.invert_yaxis()
-    ax.set(xlabel="a - b: macro-F1 or entity F1, 95 % paired bootstrap interval",
-           title=f"{title}\n(filled: significant; hollow: within noise)".strip())
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=len(tables), frameon=False)
     fig.tight_layout()
     return fig
 

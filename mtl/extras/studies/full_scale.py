@@ -5,16 +5,16 @@ run by run under ``results/studies/`` by ``mtl.extras.studies.runner`` and read 
   (early stopping), 3 seeds; ``baselines``: every baseline fitted on the same full training data, tuned on the same
   validation sets as the model.
 - ``sharing``: notebook 05's multi-task against single-task setups with its two controls, at full scale.
-- ``freezing``: what to freeze as a function of data: sentiment with 250 / 1,000 / 4,000 / all training examples x
-  heads only / top-2 / LoRA / full fine-tuning / gradual + discriminative, one learning rate for all.
-- ``lr_grid`` and ``tuned_freezing``: the same methods, each tuned alike (docs/analysis_plan.md): its learning rate
-  chosen on validation from a grid at 1,000 sentences, then 5 seeds per method and size; read by ``what_to_freeze``.
+- ``lr_grid`` and ``tuned_freezing``: what to freeze as a function of data, sentiment with 250 / 1,000 / all training
+  sentences x heads only / top-2 / LoRA / full fine-tuning / gradual + discriminative, each method tuned alike
+  (docs/analysis_plan.md): its learning rate chosen on validation from a grid at 1,000 sentences, then 5 seeds per
+  method and size; read by ``what_to_freeze``.
 
 Every run is scored on the full test split of its tasks; its record keeps the kept epoch's validation scores, the
 test scores and the test predictions (label indices), from which paired comparisons are recomputed
 (``mtl.evaluation.compare``).
 
-Usage: ``python -m mtl.extras.studies [recipe baselines sharing freezing lr_grid tuned_freezing] [--seeds 0 1 2]
+Usage: ``python -m mtl.extras.studies [recipe baselines sharing lr_grid tuned_freezing] [--seeds 0 1 2]
 [--sizes 250 1000]``, from a clean work tree (``git worktree add``: the runner refuses uncommitted changes)
 (``make results`` runs them all; resumable: a rerun skips what is recorded).
 """
@@ -39,7 +39,7 @@ from mtl.extras.notebooks.experiments import Scenario
 from mtl.finetuning.freezing import freeze, parameter_report, unfreeze
 from mtl.finetuning.lora import add_lora
 from mtl.evaluation.metrics import TaskPredictions, example_statistics
-from mtl.evaluation.compare import compare, compare_runs, compare_seeds, family, shared_seeds
+from mtl.evaluation.compare import compare_seeds, family, shared_seeds
 from mtl.paths import RESULTS_DIR
 from mtl.encoder.prefix_cache import PrefixCache
 from mtl.multitask.heads import head_type
@@ -57,9 +57,6 @@ COMMAND = "python -m mtl.extras.studies"
 FULL_RECIPE = replace(recipe.CONFIG, epochs=6, patience=1)  # steps per epoch: all training data once (703 steps)
 
 # ---- study 3: what to freeze, as a function of training data (sentiment) ---------------------------------------
-SIZES = (250, 1000, 4000, None)  # None: all 16,533 training sentences
-FREEZING_BASE = TrainConfig(epochs=6, batch_size=32, encoder_lr=2e-4, head_lr=1e-2, warmup_ratio=0.1, patience=1,
-                            progress=False)
 MIN_STEPS_PER_EPOCH = 25  # small sets are passed over several times per "epoch", so heads-only is not step-starved
 METHODS = {  # notebook 03's ladder, the same scenarios
     "heads only": Scenario(config=dict(freeze=["encoder"])),
@@ -72,7 +69,8 @@ METHODS = {  # notebook 03's ladder, the same scenarios
 
 
 # ---- study 3, every method tuned alike (docs/analysis_plan.md) ---------------------------------------------------
-TUNED_BASE = replace(FREEZING_BASE, patience=2)  # the same budget, selection and stopping rule for every method
+TUNED_BASE = TrainConfig(epochs=6, batch_size=32, encoder_lr=2e-4, head_lr=1e-2, warmup_ratio=0.1, patience=2,
+                         progress=False)  # the same budget, selection and stopping rule for every method
 LR_FIELD = {"heads only": "head_lr", "top-2": "encoder_lr", "LoRA r=8": "encoder_lr", "full fine-tuning": "encoder_lr",
             "gradual + discriminative": "encoder_lr"}  # the rate each method's grid tunes
 LR_GRID = {"heads only": (3e-3, 1e-2, 3e-2), "top-2": (2e-5, 6e-5, 2e-4), "LoRA r=8": (3e-4, 1e-3, 3e-3),
@@ -109,24 +107,6 @@ def sharing_runs(seeds: Sequence[int] = SEEDS) -> list[StudyRun]:
         params = {"models": [asdict(model) for model in models], "val_limit": VAL_LIMIT, "model": recipe.MODEL,
                   "config": asdict(FULL_RECIPE)}
         runs += [StudyRun("sharing", setup, seed, params) for seed in seeds]
-    return runs
-
-
-def freezing_runs(seeds: Sequence[int] = SEEDS, sizes: Sequence[int | None] = SIZES,
-                  methods: Sequence[str] | None = None) -> list[StudyRun]:
-    """Cheapest first (size, then method), seeds innermost so runs with one frozen bottom share a cache; ``methods``:
-    a subset of ``METHODS`` (default all)."""
-    unknown = set(methods or ()) - set(METHODS)
-    if unknown:
-        raise KeyError(f"Unknown method(s) {sorted(unknown)}; the methods are {list(METHODS)}.")
-    runs = []
-    for size in sizes:
-        for method, scenario in METHODS.items():
-            if methods is not None and method not in methods:
-                continue
-            params = {"task": "sentiment", "train_size": size, "val_limit": VAL_LIMIT, "scenario": asdict(scenario),
-                      "config": asdict(FREEZING_BASE), "min_steps_per_epoch": MIN_STEPS_PER_EPOCH}
-            runs += [StudyRun("freezing", f"{method}, n={size or 'all'}", seed, params) for seed in seeds]
     return runs
 
 
@@ -278,7 +258,7 @@ def _execute_sharing(run: StudyRun) -> dict:
 
 
 def _execute_freezing(run: StudyRun) -> dict:
-    """A run of the freezing or the tuned freezing study, decided by its parameters alone: the scenario, its
+    """A run of the tuned freezing study, decided by its parameters alone: the scenario, its
     ``TrainConfig`` (the scenario's overrides on top), the training size and the validation limit."""
     params, task = run.params, run.params["task"]
     scenario = Scenario(**{**params["scenario"], "config": {}})
@@ -328,7 +308,7 @@ def baselines_on_all_data(methods: Mapping[str, Sequence[str]] = STUDY_BASELINES
 def execute(run: StudyRun) -> dict:
     """Run one study run from its definition and return what its record keeps."""
     executors = {"recipe": _execute_recipe, "baselines": lambda _: baselines_on_all_data(),
-                 "sharing": _execute_sharing, "freezing": _execute_freezing, "tuned_freezing": _execute_freezing}
+                 "sharing": _execute_sharing, "tuned_freezing": _execute_freezing}
     if run.study not in executors:
         raise KeyError(f"Unknown study {run.study!r}.")
     return executors[run.study](run)
@@ -337,7 +317,7 @@ def execute(run: StudyRun) -> dict:
 # ---- reading the records ---------------------------------------------------------------------------------------
 
 def all_runs(seeds: Sequence[int] = SEEDS) -> list[StudyRun]:
-    return recipe_runs(seeds) + baseline_runs() + sharing_runs(seeds) + freezing_runs(seeds) + planned_freezing_runs()
+    return recipe_runs(seeds) + baseline_runs() + sharing_runs(seeds) + planned_freezing_runs()
 
 
 def planned_freezing_runs() -> list[StudyRun]:
@@ -352,27 +332,8 @@ def records(runs: Sequence[StudyRun]) -> list[dict]:
 
 def recorded(study: str, seeds: Sequence[int] = SEEDS) -> list[dict]:
     """The current records of one study (runs not yet recorded, or recorded by another definition, are left out)."""
-    runs = {"recipe": recipe_runs, "sharing": sharing_runs, "freezing": freezing_runs,
-            "tuned_freezing": lambda _: planned_freezing_runs()}
+    runs = {"recipe": recipe_runs, "sharing": sharing_runs, "tuned_freezing": lambda _: planned_freezing_runs()}
     return records(baseline_runs() if study == "baselines" else runs[study](seeds))
-
-
-def seed_table(study: str, metrics: Sequence[str]) -> pd.DataFrame:
-    """Per setup of a study's recorded runs: the number of seeds, each test metric as mean and std over seeds, and the
-    mean wall time per run (s)."""
-    rows = []
-    for record in recorded(study):
-        rows.append({"setup": record["setup"], "seed": record["seed"], "seconds": record["seconds"],
-                     **{m: record["results"]["test"].get(m) for m in metrics}})
-    if not rows:
-        return pd.DataFrame(columns=["seeds", *metrics, "seconds"])
-    frame = pd.DataFrame(rows)
-    grouped = frame.groupby("setup", sort=False)
-    table = pd.DataFrame({"seeds": grouped.seed.count()})
-    for metric in metrics:
-        table[f"{metric} mean"], table[f"{metric} std"] = grouped[metric].mean(), grouped[metric].std(ddof=1)
-    table["seconds"] = grouped.seconds.mean()
-    return table
 
 
 def run_predictions(study_records: Sequence[dict]) -> dict[tuple[str, int], dict[str, TaskPredictions]]:
@@ -385,29 +346,9 @@ def run_predictions(study_records: Sequence[dict]) -> dict[tuple[str, int], dict
             for record in study_records}
 
 
-def recorded_predictions(study: str, setup: str, task: str) -> list[TaskPredictions]:
-    """The test predictions on ``task`` of every recorded seed of one setup (seed order), to pair with others."""
-    predictions = run_predictions([record for record in recorded(study) if record["setup"] == setup])
-    return [predictions[setup, seed][task] for seed in sorted(seed for _, seed in predictions)]
-
-
 def _sharing_records() -> list[dict]:
     """Study 2's records: the recipe study's runs (its multi-task setup, see ``sharing_runs``) and the other setups'."""
     return recorded("recipe") + recorded("sharing")
-
-
-def sharing_study() -> sharing.SeedStudy:
-    """Study 2's records as a ``sharing.SeedStudy`` (full test splits), so the full-scale study is compared with the
-    same code as notebook 05's CI-sized one (``compare``, ``scores``). Only seeds recorded for every setup count."""
-    sizes, steps = full_epoch()
-    study = sharing.SeedStudy(sharing.study_setups(sizes, steps))
-    found, setups = _sharing_records(), {}
-    for record in found:
-        setups.setdefault(record["seed"], set()).add(record["setup"])
-    complete = [record for record in found if setups[record["seed"]] == set(study.setups)]
-    study.predictions = run_predictions(complete)
-    study.seconds = {(record["setup"], record["seed"]): record["seconds"] for record in complete}
-    return study
 
 
 def sharing_epochs() -> pd.DataFrame:
@@ -422,39 +363,6 @@ def sharing_epochs() -> pd.DataFrame:
     if not rows:
         return pd.DataFrame()
     return pd.DataFrame(rows).T.rename_axis(["setup", "model"]).fillna("-")
-
-
-def recipe_against_baselines(n_resamples: int = 2000) -> pd.DataFrame:
-    """The full-scale recipe (every recorded seed) minus each baseline on each task it predicts, main score on the
-    test split: ``compare`` over test examples (a baseline is deterministic: the same predictions for every seed).
-    Empty until both studies have records."""
-    model, baselines = run_predictions(recorded("recipe")), recorded("baselines")
-    if not model or not baselines:
-        return pd.DataFrame(columns=["a", "b", "difference", "ci_low", "ci_high", "seeds"])
-    ours = [model["multi-task", seed] for seed in sorted(seed for _, seed in model)]
-    rows = {}
-    for method, by_task in baselines[0]["results"]["predictions"].items():
-        for task, predicted in by_task.items():
-            theirs = expand(task, predicted, _tests([task])[task])
-            result = compare([seed[task] for seed in ours], [theirs] * len(ours), n_resamples)
-            rows[method, task] = {k: result[k] for k in ("a", "b", "difference", "ci_low", "ci_high", "seeds")}
-    return pd.DataFrame(rows).T.rename_axis(["baseline", "task"])
-
-
-def freezing_gains(reference: str = "heads only", n_resamples: int = 2000) -> pd.DataFrame:
-    """Each method minus ``reference`` on sentiment test macro-F1 per training size: ``compare_runs`` over test
-    sentences and the seeds both have recorded (rows only where both have one)."""
-    predictions = run_predictions(recorded("freezing"))
-    rows = {}
-    for size in SIZES:
-        for method in METHODS:
-            a, b = f"{method}, n={size or 'all'}", f"{reference}, n={size or 'all'}"
-            if method != reference and shared_seeds(predictions, a, b):
-                result = compare_runs(predictions, a, b, "sentiment", n_resamples)
-                rows[method, size or "all"] = {k: result[k] for k in ("difference", "ci_low", "ci_high", "seeds")}
-    if not rows:
-        return pd.DataFrame(columns=["difference", "ci_low", "ci_high", "seeds"])
-    return pd.DataFrame(rows).T.rename_axis(["method", "train size"])
 
 
 CLEAN_STUDIES = ("tuned_freezing",)  # studies run under docs/analysis_plan.md: from a clean tree, one commit each
@@ -656,19 +564,18 @@ def tuned_curves() -> pd.DataFrame:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mtl.extras.studies", description=__doc__.split("\n\n")[0])
-    studies = ["recipe", "baselines", "sharing", "freezing", "lr_grid", "tuned_freezing"]
+    studies = ["recipe", "baselines", "sharing", "lr_grid", "tuned_freezing"]
     parser.add_argument("studies", nargs="*", default=studies, choices=studies)
     parser.add_argument("--seeds", type=int, nargs="+", default=None,
                         help=f"default {SEEDS}; tuned_freezing {TUNED_SEEDS}")
-    parser.add_argument("--sizes", nargs="+", default=None, help="freezing study sizes (numbers or 'all')")
-    parser.add_argument("--methods", nargs="+", default=None, choices=list(METHODS), help="freezing study methods")
+    parser.add_argument("--sizes", nargs="+", default=None, help="tuned_freezing sizes (numbers or 'all')")
+    parser.add_argument("--methods", nargs="+", default=None, choices=list(METHODS), help="lr_grid methods")
     args = parser.parse_args(argv)
     seeds = args.seeds or list(SEEDS)
-    sizes = SIZES if args.sizes is None else tuple(None if s == "all" else int(s) for s in args.sizes)
+    sizes = TUNED_SIZES if args.sizes is None else tuple(None if s == "all" else int(s) for s in args.sizes)
     by_study = {"recipe": lambda: recipe_runs(seeds), "baselines": baseline_runs,
-                "sharing": lambda: sharing_runs(seeds), "freezing": lambda: freezing_runs(seeds, sizes, args.methods),
-                "lr_grid": lambda: grid_runs(args.methods),
-                "tuned_freezing": lambda: tuned_runs(args.seeds or TUNED_SEEDS, TUNED_SIZES if args.sizes is None else sizes)}
+                "sharing": lambda: sharing_runs(seeds), "lr_grid": lambda: grid_runs(args.methods),
+                "tuned_freezing": lambda: tuned_runs(args.seeds or TUNED_SEEDS, sizes)}
     command = " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])])
     for study in args.studies:
         run_study(by_study[study](), execute, STUDIES_DIR, command)

@@ -195,7 +195,7 @@ def what_to_freeze() -> str:
 def full_scale_cost() -> str:
     """What the recorded full-scale runs cost: per study, the runs, their wall hours and the CPUs they ran on."""
     rows, total = [], 0.0
-    for name in ("recipe", "baselines", "sharing", "freezing", "tuned_freezing"):
+    for name in ("recipe", "baselines", "sharing", "tuned_freezing"):
         runs = studies.recorded(name)
         hours = sum(r["seconds"] for r in runs) / 3600
         total += hours
