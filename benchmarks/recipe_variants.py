@@ -3,8 +3,7 @@
 Each variant is ``mtl.extras.notebooks.recipe`` (seed 0, same data, same 4 x 75 steps) with one change of ``TrainConfig``; the table
 prints, per variant, the validation scores of the epoch the run keeps (best mean of the tasks' main scores) and its
 training time. The test split is not touched. Validation scores each task on its own set (topic on the headlines,
-as the test measures it). The table is recorded, with its provenance, in ``results/recipe_variants.json``, from which
-README's table is generated (``python -m mtl.extras.studies.readme``).
+as the test measures it). The table is recorded, with its provenance, in ``results/recipe_variants.json``.
 
 Usage: ``python benchmarks/recipe_variants.py`` (about 10 minutes on two CPU cores).
 """

@@ -1,4 +1,4 @@
-"""Scaling out inference: sentence-transformers' multi-process pool on the project's encoder (README, "Scaling out")."""
+"""Scaling out inference: sentence-transformers' multi-process pool on the project's encoder (docs/performance.md)."""
 import numpy as np
 
 from mtl.encoder.encoder import SentenceEncoder

@@ -1,8 +1,8 @@
 """Reliability: determinism, interrupted training, safe checkpoints, and bad input.
 
 Each test feeds one kind of bad or unlucky input and checks what the user gets: either a clear error that names
-the file, field, task, label, step or batch, or a run that ends exactly as an undisturbed one would. The README
-table "Inputs tried and what each gets" lists these tests. Everything runs on the from-scratch backbone with tiny
+the file, field, task, label, step or batch, or a run that ends exactly as an undisturbed one would. The table of
+docs/reliability.md lists these tests. Everything runs on the from-scratch backbone with tiny
 limits and one torch thread (several engineers share 2 cores: more threads would only fight over them).
 """
 from __future__ import annotations
