@@ -1,4 +1,4 @@
-"""The project's training recipe, in one place so that the full-scale studies and notebook 05 train it alike, for
+"""The project's training recipe, in one place so that notebook 04 and the full-scale studies train it alike, for
 more seeds and as single-task models with the same budget.
 
 Choices, sized for two CPU cores (notebook 03 measures the freezing trade-offs, notebook 04 explains each choice):
@@ -12,18 +12,16 @@ weighting were chosen on the validation split (seed 0) among four variants (``be
 from __future__ import annotations
 
 import importlib
-import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 import pandas as pd
 
 from mtl.data.examples import Example
 from mtl.multitask.model import MultiTaskModel
-from mtl.paths import CACHE_DIR
 from mtl.encoder.prefix_cache import PrefixCache
-from mtl.multitask.tasks import build_model, load_datasets, task_spec
+from mtl.multitask.tasks import build_model, load_datasets
 from mtl.training.train import TrainConfig, train
 from mtl.utils import set_seed
 
@@ -36,7 +34,6 @@ CONFIG = TrainConfig(
     sampling="temperature", temperature=2.0, loss_weighting="fixed", class_weighting="balanced", freeze=["bottom:4"],
     patience=2, progress=False,
 )
-FINAL_MODEL_DIR = CACHE_DIR / "final-model"
 LOOP = importlib.import_module("mtl.training.train")  # the module (``mtl.training.train`` names the function too)
 
 
@@ -73,30 +70,6 @@ def train_recipe(tasks: Sequence[str] = TASKS, seed: int = 0, steps_per_epoch: i
     model = build_model(tasks, **MODEL)
     history = train(model, train_sets, val_sets, config, prefix_cache=prefix_cache)
     return model, history
-
-
-def description() -> dict:
-    """Everything that decides the final model, as JSON-ready values (saved next to it as ``recipe.json``)."""
-    return {"tasks": list(TASKS), "train_limit": TRAIN_LIMIT, "val_limit": VAL_LIMIT, "model": MODEL,
-            "config": asdict(CONFIG), "seed": 0}
-
-
-def save_final(model: MultiTaskModel) -> None:
-    """Save the recipe's model with the recipe that trained it, so ``final_model`` can tell a stale one."""
-    model.save(FINAL_MODEL_DIR)
-    (FINAL_MODEL_DIR / "recipe.json").write_text(json.dumps(description(), indent=2))
-
-
-def final_model() -> MultiTaskModel:
-    """The recipe's model (seed 0) as saved in ``FINAL_MODEL_DIR``; trained and saved here if it is missing, or was
-    trained by another version of the recipe (its ``recipe.json`` differs): notebook 05 never evaluates a stale
-    model."""
-    saved = FINAL_MODEL_DIR / "recipe.json"
-    if saved.is_file() and json.loads(saved.read_text()) == json.loads(json.dumps(description())):
-        return MultiTaskModel.load(FINAL_MODEL_DIR, tasks=[task_spec(t) for t in TASKS])
-    model, _ = train_recipe(seed=0)
-    save_final(model)
-    return model
 
 
 class Interrupted(Exception):
