@@ -11,7 +11,7 @@ from mtl.data.examples import Example
 from mtl.evaluation.baselines import most_frequent_tag
 from mtl.extras.notebooks.reports import (class_report, confusion, entity_report, predict_tests, prediction_frame,
                                           through_cache)
-from mtl.extras.notebooks.sharing import single_task_steps
+from mtl.extras.studies.setups import single_task_steps
 from mtl.evaluation.metrics import TaskPredictions, example_statistics, expected_calibration_error, main_score, reliability_table
 from mtl.evaluation.compare import resampling_weights, shared_seeds
 from mtl.multitask.heads import head_type

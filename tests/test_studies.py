@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from mtl.extras.notebooks import recipe
-from mtl.extras.notebooks import sharing
+from mtl.extras.studies import setups
 from mtl.extras.studies import full_scale as studies
 from mtl.extras.studies.runner import read_record, stale_records, write_record
 from mtl.multitask.tasks import load_datasets
@@ -129,8 +129,8 @@ def test_the_sharing_studys_multi_task_setup_is_the_recipe_study_and_is_read_fro
     """The multi-task setup trains exactly what a recipe run trains (all tasks, every task's data, no label dropped,
     one epoch of all training data), so the sharing study has no run of its own for it and reads the recipe's."""
     sizes, steps = studies.full_epoch()
-    multi = sharing.study_setups(sizes, steps)["multi-task"]
-    assert multi == [sharing.Run(tuple(recipe.TASKS), steps)]
+    multi = setups.study_setups(sizes, steps)["multi-task"]
+    assert multi == [setups.SetupModel(tuple(recipe.TASKS), steps)]
     recipe_config = studies.recipe_runs((0,))[0].params["config"]
     assert recipe_config["steps_per_epoch"] == steps and recipe_config["freeze"] == studies.FULL_RECIPE.freeze
     assert "multi-task" not in {run.setup for run in studies.sharing_runs()}
@@ -271,7 +271,7 @@ VERDICTS = ("better", "worse", "as good as", "not separated with 3 seeds")
 
 def test_the_sharing_family_is_the_plans_eight_comparisons_with_each_tasks_margin():
     table, problems = studies.sharing_family()
-    assert list(table.index) == [(f"{a} - {b}", task) for a, b, task in sharing.COMPARISONS]
+    assert list(table.index) == [(f"{a} - {b}", task) for a, b, task in setups.COMPARISONS]
     assert (table.seeds == 3).all() and table.verdict.isin(VERDICTS).all()
     assert table.margin.to_dict() == {key: studies.MARGINS[key[1]] for key in table.index}
     assert (table.p_holm >= table.p_value).all() and (table.ci_low < table.difference).all()

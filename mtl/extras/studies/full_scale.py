@@ -32,10 +32,9 @@ import pandas as pd
 
 from mtl.extras.notebooks import reports as ev
 from mtl.extras.notebooks import recipe
-from mtl.extras.notebooks import sharing
 from mtl.evaluation.baselines import fit_baselines
 from mtl.data.examples import TASK_LABELS, Example
-from mtl.extras.notebooks.experiments import Scenario
+from mtl.extras.studies.setups import COMPARISONS, Scenario, study_setups
 from mtl.finetuning.freezing import freeze, parameter_report, unfreeze
 from mtl.finetuning.lora import add_lora
 from mtl.evaluation.metrics import TaskPredictions, example_statistics
@@ -97,11 +96,11 @@ def baseline_runs() -> list[StudyRun]:
 
 
 def sharing_runs(seeds: Sequence[int] = SEEDS) -> list[StudyRun]:
-    """Every setup of ``sharing.study_setups`` but ``multi-task``: that one is the recipe study's model (the same
+    """Every setup of ``setups.study_setups`` but ``multi-task``: that one is the recipe study's model (the same
     tasks, data, steps and config), whose runs ``sharing_study`` reads instead of training it twice."""
     sizes, steps = full_epoch()  # the multi-task model's epoch; single-task models get their share of it
     runs = []
-    for setup, models in sharing.study_setups(sizes, steps).items():
+    for setup, models in study_setups(sizes, steps).items():
         if setup == "multi-task":
             continue
         params = {"models": [asdict(model) for model in models], "val_limit": VAL_LIMIT, "model": recipe.MODEL,
@@ -110,12 +109,16 @@ def sharing_runs(seeds: Sequence[int] = SEEDS) -> list[StudyRun]:
     return runs
 
 
+# Constant keys of every recorded scenario: its definition (and so its digest) carries them; no method sets them.
+RECORDED_SCENARIO_FIELDS = {"train_tasks": None, "start_from": None, "train": True}
+
+
 def tuned_run(method: str, rate: float, size: int | None, seed: int) -> StudyRun:
     """One run of the tuned freezing study: ``method`` with its tuned rate (``LR_FIELD``) set to ``rate``."""
     scenario = METHODS[method]
     config = replace(TUNED_BASE, **{**scenario.config, LR_FIELD[method]: rate})
     params = {"task": "sentiment", "train_size": size, "val_limit": VAL_LIMIT,
-              "scenario": {**asdict(scenario), "config": {}}, "config": asdict(config),
+              "scenario": {**asdict(scenario), "config": {}, **RECORDED_SCENARIO_FIELDS}, "config": asdict(config),
               "min_steps_per_epoch": MIN_STEPS_PER_EPOCH}
     return StudyRun("tuned_freezing", f"{method}, lr={rate:g}, n={size or 'all'}", seed, params)
 
@@ -261,7 +264,7 @@ def _execute_freezing(run: StudyRun) -> dict:
     """A run of the tuned freezing study, decided by its parameters alone: the scenario, its
     ``TrainConfig`` (the scenario's overrides on top), the training size and the validation limit."""
     params, task = run.params, run.params["task"]
-    scenario = Scenario(**{**params["scenario"], "config": {}})
+    scenario = Scenario(params["scenario"]["backbone"], {}, params["scenario"]["lora"])
     train_sets = load_datasets([task], "train", params["train_size"])  # one stratified subset for every method and seed
     val_sets = load_datasets([task], "validation", params["val_limit"])
     steps = max(len(train_sets[task]) // params["config"]["batch_size"], params["min_steps_per_epoch"])
@@ -414,7 +417,7 @@ def what_to_freeze(reference: str = "heads only", seed: int = 0) -> pd.DataFrame
 
 
 MARGINS = {"topic": 0.02, "sentiment": 0.01, "ner": 0.01}  # main score per task: docs/analysis_plan.md's margins
-FAMILY_SIZE = {"sharing": len(sharing.COMPARISONS), "against baselines": sum(map(len, STUDY_BASELINES.values()))}
+FAMILY_SIZE = {"sharing": len(COMPARISONS), "against baselines": sum(map(len, STUDY_BASELINES.values()))}
 
 
 def _seed_statistics(predictions: Sequence[TaskPredictions]) -> np.ndarray:
@@ -439,14 +442,14 @@ def _study_problems(studies: Sequence[str]) -> list[str]:
 
 
 def sharing_family(seed: int = 0) -> tuple[pd.DataFrame, list[str]]:
-    """The plan's "sharing" family (docs/analysis_plan.md): each of ``sharing.COMPARISONS`` (setup a minus setup b on
+    """The plan's "sharing" family (docs/analysis_plan.md): each of ``setups.COMPARISONS`` (setup a minus setup b on
     a task's main score), paired by seed and test example (``compare_seeds``), Holm-adjusted over the family's 8,
     verdicts against each task's margin (``MARGINS``). The multi-task setup is the recipe study's model. Returns the
     table and the records' provenance problems (``provenance_problems`` per study): these records predate the plan's
     provenance rule, so they are shown beside the table rather than refused."""
     predictions = run_predictions(_sharing_records())
     results = {}
-    for a, b, task in sharing.COMPARISONS:
+    for a, b, task in COMPARISONS:
         seeds = shared_seeds(predictions, a, b)
         if seeds:
             stats = [_seed_statistics([predictions[setup, s][task] for s in seeds]) for setup in (a, b)]

@@ -1,18 +1,29 @@
-"""Multi-task against single-task: the recipe (``mtl.extras.notebooks.recipe``) trained as one multi-task model, as
-one model per task with the same number of steps per task, and as two controls that separate "more topic data" from
-"sharing an encoder", for several seeds, each scored on the test sets. ``mtl.extras.studies.full_scale`` trains these
-setups at full scale and compares them as the plan's "sharing" family (``sharing_family``, read by notebook 05).
+"""What the full-scale studies train, as plain data (each field is part of a recorded run's definition and digest).
+
+- ``Scenario``: how the freezing study trains one model (``full_scale.METHODS``): the backbone, ``TrainConfig``
+  overrides (``freeze``, ``unfreeze_schedule``, ``layer_lr_decay``, learning rates) and LoRA adapters.
+- ``SetupModel`` and ``study_setups``: which models each setup of the sharing study trains (heads, steps per epoch,
+  training sets, labels removed), with the same budget per task; ``COMPARISONS``: the pairs its family compares.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mtl.extras.notebooks import recipe
 from mtl.training.sampling import task_probabilities
 
 
-# The paired comparisons the study makes, (setup a, setup b, task), each read as a - b:
+@dataclass(frozen=True)
+class Scenario:
+    """One way to train the multi-task model."""
+
+    backbone: str = "minilm"  # mtl.encoder.backbones name
+    config: dict = field(default_factory=dict)  # TrainConfig overrides (freeze, unfreeze_schedule, encoder_lr, ...)
+    lora: dict | None = None  # mtl.finetuning.lora.add_lora arguments (r, alpha, dropout, layers); None: no adapters
+
+
+# The paired comparisons of the sharing study, (setup a, setup b, task), each read as a - b:
 COMPARISONS = [
     *[("multi-task", "single-task", task) for task in recipe.TASKS],  # what a user gets from one model
     *[("multi-task, no lead topics", "single-task", task) for task in recipe.TASKS],  # sharing, same data per task
@@ -31,8 +42,8 @@ def single_task_steps(sizes: Mapping[str, int], steps_per_epoch: int, strategy: 
 
 
 @dataclass(frozen=True)
-class Run:
-    """One model of a study setup: its heads, steps per epoch, training sets, and labels removed from them."""
+class SetupModel:
+    """One model of a sharing-study setup: its heads, steps per epoch, training sets, and labels removed from them."""
 
     tasks: tuple[str, ...]
     steps: int
@@ -41,7 +52,7 @@ class Run:
 
 
 def study_setups(sizes: Mapping[str, int], steps_per_epoch: int, tasks: Sequence[str] = recipe.TASKS,
-                 controls: bool = True) -> dict[str, list[Run]]:
+                 controls: bool = True) -> dict[str, list[SetupModel]]:
     """The models each setup trains, with the same budget per task (``single_task_steps``).
 
     - ``multi-task``: one model, every task's data; the NER sentences also carry their article's topic, so its topic
@@ -53,11 +64,11 @@ def study_setups(sizes: Mapping[str, int], steps_per_epoch: int, tasks: Sequence
     - ``single-task, + lead topics``: a topic-only model that also draws the NER sentences (their topic labels only),
       for the steps that carry topic labels in the multi-task schedule (its topic and NER steps)."""
     single = single_task_steps(sizes, steps_per_epoch)
-    setups = {"multi-task": [Run(tuple(tasks), steps_per_epoch)],
-              "single-task": [Run((task,), single[task]) for task in tasks]}
+    setups = {"multi-task": [SetupModel(tuple(tasks), steps_per_epoch)],
+              "single-task": [SetupModel((task,), single[task]) for task in tasks]}
     if controls:
-        setups["multi-task, no lead topics"] = [Run(tuple(tasks), steps_per_epoch, drop_labels=(("ner", "topic"),))]
-        setups["single-task, + lead topics"] = [Run(("topic",), single["topic"] + single["ner"], ("topic", "ner"))]
+        setups["multi-task, no lead topics"] = [SetupModel(tuple(tasks), steps_per_epoch,
+                                                           drop_labels=(("ner", "topic"),))]
+        setups["single-task, + lead topics"] = [SetupModel(("topic",), single["topic"] + single["ner"],
+                                                           ("topic", "ner"))]
     return setups
-
-
