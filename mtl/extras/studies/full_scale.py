@@ -395,21 +395,17 @@ def what_to_freeze(reference: str = "heads only", seed: int = 0) -> pd.DataFrame
     problems = provenance_problems(found)
     if problems:
         raise ValueError(f"The tuned freezing records break the plan's provenance rule: {problems[:3]}")
-    by_key = {(r["setup"], r["seed"]): r for r in found}
-    tests = _tests(["sentiment"])["sentiment"]
-    score = lambda summed: head_type("sentence").score_statistics(summed)  # noqa: E731  macro-F1 from counts
+    predictions = run_predictions(found)  # {(setup, seed): {"sentiment": TaskPredictions}}
     results = {}
     for size in TUNED_SIZES:
         setup = {method: f"{method}, lr={rates[method]:g}, n={size or 'all'}" for method in rates}
         for method in (m for m in rates if m != reference and reference in rates):
-            seeds = sorted({s for (name, s) in by_key if name == setup[method]}
-                           & {s for (name, s) in by_key if name == setup[reference]})
-            if not seeds:
-                continue
-            stats = [np.stack([example_statistics(expand("sentiment", by_key[setup[m], s]["results"]["predictions"]
-                                                         ["sentiment"], tests)) for s in seeds])
-                     for m in (method, reference)]  # (S, n, k) each
-            results[f"{method} - {reference}, n={size or 'all'}"] = compare_seeds(*stats, score, seed=seed)
+            seeds = shared_seeds(predictions, setup[method], setup[reference])
+            if seeds:
+                stats = [_seed_statistics([predictions[setup[m], s]["sentiment"] for s in seeds])
+                         for m in (method, reference)]  # (S, n, k) each
+                results[f"{method} - {reference}, n={size or 'all'}"] = compare_seeds(*stats, _main_score("sentiment"),
+                                                                                      seed=seed)
     if not results:
         return pd.DataFrame()
     methods = len(METHODS) - 1
