@@ -391,7 +391,7 @@ def what_to_freeze(reference: str = "heads only", seed: int = 0) -> pd.DataFrame
     (``compare_seeds``), Holm-adjusted p-values over the whole family, the detectable difference and the verdict
     against ``FREEZING_MARGIN``. Rows only where both have recorded seeds in common."""
     rates = chosen_rates()
-    found = records(tuned_runs())
+    found = records(tuned_runs(sizes=TUNED_SIZES))
     problems = provenance_problems(found)
     if problems:
         raise ValueError(f"The tuned freezing records break the plan's provenance rule: {problems[:3]}")
