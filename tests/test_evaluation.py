@@ -11,7 +11,6 @@ from mtl.data.examples import Example
 from mtl.evaluation.baselines import most_frequent_tag
 from mtl.extras.notebooks.reports import (class_report, confusion, entity_report, predict_tests, prediction_frame,
                                           through_cache)
-from mtl.extras.studies.setups import single_task_steps
 from mtl.evaluation.metrics import TaskPredictions, example_statistics, expected_calibration_error, main_score, reliability_table
 from mtl.evaluation.compare import resampling_weights, shared_seeds
 from mtl.multitask.heads import head_type
@@ -172,14 +171,6 @@ def test_shared_seeds_are_the_seeds_both_runs_have_in_order():
     predictions = {(run, seed): {} for run, seeds in [("x", (2, 0, 1)), ("y", (3, 1, 2))] for seed in seeds}
     assert shared_seeds(predictions, "x", "y") == [1, 2]
     assert shared_seeds(predictions, "x", "z") == []
-
-
-def test_single_task_steps_share_the_multi_task_schedule():
-    sizes = {"topic": 1492, "sentiment": 2000, "ner": 2000}
-    steps = single_task_steps(sizes, 100, "temperature", 2.0)
-    assert steps == {"topic": 30, "sentiment": 35, "ner": 35}
-    assert single_task_steps(sizes, 60, "round_robin") == {"topic": 20, "sentiment": 20, "ner": 20}
-    assert single_task_steps({"a": 1, "b": 10_000}, 3, "proportional") == {"a": 1, "b": 3}  # at least one step
 
 
 def test_stratified_positions_keep_the_class_shares():

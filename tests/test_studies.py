@@ -292,3 +292,11 @@ def test_against_baselines_pairs_every_seed_of_the_recipe_with_each_deterministi
     assert table.loc[("recipe - majority class", "topic"), "verdict"] == "better"
     assert (table.seeds == 3).all() and table.verdict.isin(VERDICTS).all()
     assert any(problem.startswith("baselines:") for problem in problems)
+
+
+def test_single_task_steps_share_the_multi_task_schedule():
+    sizes = {"topic": 1492, "sentiment": 2000, "ner": 2000}
+    steps = setups.single_task_steps(sizes, 100, "temperature", 2.0)
+    assert steps == {"topic": 30, "sentiment": 35, "ner": 35}
+    assert setups.single_task_steps(sizes, 60, "round_robin") == {"topic": 20, "sentiment": 20, "ner": 20}
+    assert setups.single_task_steps({"a": 1, "b": 10_000}, 3, "proportional") == {"a": 1, "b": 3}  # at least 1 step
