@@ -340,8 +340,8 @@ def recorded(study: str, seeds: Sequence[int] = SEEDS) -> list[dict]:
 
 
 def run_predictions(study_records: Sequence[dict]) -> dict[tuple[str, int], dict[str, TaskPredictions]]:
-    """The test predictions of recorded model runs, {(setup, seed): {task: TaskPredictions}}, to pair with
-    ``compare_runs``."""
+    """The test predictions of recorded model runs, {(setup, seed): {task: TaskPredictions}}, to pair by seed
+    (``shared_seeds``) and test example (``compare_seeds``)."""
     tests = _tests(sorted({task for record in study_records for task in record["results"]["predictions"]}))
     return {(record["setup"], record["seed"]): {
                 task: expand(task, predicted, tests[task], record["results"].get("probabilities", {}).get(task))
