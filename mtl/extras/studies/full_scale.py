@@ -109,6 +109,11 @@ def sharing_runs(seeds: Sequence[int] = SEEDS) -> list[StudyRun]:
     return runs
 
 
+def _size_label(size: int | None) -> str:
+    """How a setup's name gives its training size: "n=250", or "n=all" for every training sentence."""
+    return f"n={size or 'all'}"
+
+
 # Constant keys of every recorded scenario: its definition (and so its digest) carries them; no method sets them.
 RECORDED_SCENARIO_FIELDS = {"train_tasks": None, "start_from": None, "train": True}
 
@@ -120,7 +125,7 @@ def tuned_run(method: str, rate: float, size: int | None, seed: int) -> StudyRun
     params = {"task": "sentiment", "train_size": size, "val_limit": VAL_LIMIT,
               "scenario": {**asdict(scenario), "config": {}, **RECORDED_SCENARIO_FIELDS}, "config": asdict(config),
               "min_steps_per_epoch": MIN_STEPS_PER_EPOCH}
-    return StudyRun("tuned_freezing", f"{method}, lr={rate:g}, n={size or 'all'}", seed, params)
+    return StudyRun("tuned_freezing", f"{method}, lr={rate:g}, {_size_label(size)}", seed, params)
 
 
 def _grid_means(method: str, rates: Sequence[float]) -> dict[float, float]:
@@ -163,12 +168,13 @@ def chosen_rates() -> dict[str, float]:
     return {method: rate for method in METHODS if (rate := rate_grid(method)[1]) is not None}
 
 
-def tuned_runs(seeds: Sequence[int] = TUNED_SEEDS, sizes: Sequence[int | None] = TUNED_SIZES) -> list[StudyRun]:
-    """Every method at its chosen rate (``chosen_rates``), every size and seed; cheapest first, seeds innermost. A
-    method whose grid is not complete yet has no runs here."""
+def tuned_runs(seeds: Sequence[int] | None = None, sizes: Sequence[int | None] | None = None) -> list[StudyRun]:
+    """Every method at its chosen rate (``chosen_rates``), every size and seed (by default the plan's as they stand:
+    ``TUNED_SEEDS``, ``TUNED_SIZES``); cheapest first, seeds innermost. A method whose grid is not complete yet has
+    no runs here."""
     rates = chosen_rates()
-    return [tuned_run(method, rates[method], size, seed) for size in sizes for method in METHODS if method in rates
-            for seed in seeds]
+    return [tuned_run(method, rates[method], size, seed) for size in (TUNED_SIZES if sizes is None else sizes)
+            for method in METHODS if method in rates for seed in (TUNED_SEEDS if seeds is None else seeds)]
 
 
 # ---- running one -----------------------------------------------------------------------------------------------
@@ -391,20 +397,20 @@ def what_to_freeze(reference: str = "heads only", seed: int = 0) -> pd.DataFrame
     (``compare_seeds``), Holm-adjusted p-values over the whole family, the detectable difference and the verdict
     against ``FREEZING_MARGIN``. Rows only where both have recorded seeds in common."""
     rates = chosen_rates()
-    found = records(tuned_runs(sizes=TUNED_SIZES))
+    found = records(tuned_runs())
     problems = provenance_problems(found)
     if problems:
         raise ValueError(f"The tuned freezing records break the plan's provenance rule: {problems[:3]}")
     predictions = run_predictions(found)  # {(setup, seed): {"sentiment": TaskPredictions}}
     results = {}
     for size in TUNED_SIZES:
-        setup = {method: f"{method}, lr={rates[method]:g}, n={size or 'all'}" for method in rates}
+        setup = {method: tuned_run(method, rates[method], size, 0).setup for method in rates}
         for method in (m for m in rates if m != reference and reference in rates):
             seeds = shared_seeds(predictions, setup[method], setup[reference])
             if seeds:
                 stats = [_seed_statistics([predictions[setup[m], s]["sentiment"] for s in seeds])
                          for m in (method, reference)]  # (S, n, k) each
-                results[f"{method} - {reference}, n={size or 'all'}"] = compare_seeds(*stats, _main_score("sentiment"),
+                results[f"{method} - {reference}, {_size_label(size)}"] = compare_seeds(*stats, _main_score("sentiment"),
                                                                                       seed=seed)
     if not results:
         return pd.DataFrame()
@@ -464,10 +470,10 @@ def against_baselines(seed: int = 0) -> tuple[pd.DataFrame, list[str]]:
     results = {}
     if model and baselines:
         seeds = sorted(seed for _, seed in model)
-        recorded_baselines = baselines[0]["results"]["predictions"]
+        recorded_baselines, tests = baselines[0]["results"]["predictions"], _tests(recipe.TASKS)
         for method, tasks in STUDY_BASELINES.items():
             for task in (t for t in tasks if t in recorded_baselines.get(method, {})):
-                theirs = expand(task, recorded_baselines[method][task], _tests([task])[task])
+                theirs = expand(task, recorded_baselines[method][task], tests[task])
                 ours = _seed_statistics([model["multi-task", s][task] for s in seeds])
                 results[f"recipe - {method}", task] = compare_seeds(ours, _seed_statistics([theirs]),
                                                                     _main_score(task), seed=seed)
@@ -526,10 +532,6 @@ def grid_table() -> pd.DataFrame:
                          "validation macro-F1": means.get(rate, np.nan), "chosen": rate == chosen,
                          "added by the amendment": rate not in LR_GRID[method]})
     return pd.DataFrame(rows).set_index(["method", "rate"])
-
-
-def _size_label(size: int | None) -> str:
-    return f"n={size or 'all'}"
 
 
 def freezing_cells(table: pd.DataFrame, reference: str = "heads only") -> pd.DataFrame:
